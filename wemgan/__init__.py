@@ -1,0 +1,8 @@
+"""wemgan: WEM-GAN facial expression editing by Action Units, with Haar-wavelet detail skips."""
+
+from .aus import AU_DESCRIPTIONS, AU_NAMES, EXPRESSIONS, OPENFACE_COLUMNS, au_vector, expression
+from .model import WEMGAN
+
+__version__ = "0.1.0"
+
+__all__ = ["AU_DESCRIPTIONS", "AU_NAMES", "EXPRESSIONS", "OPENFACE_COLUMNS", "WEMGAN", "au_vector", "expression"]

@@ -1,0 +1,114 @@
+"""WEM-GAN objectives (paper §3.4, eqs. 1-9).
+
+Each function returns a dict of named scalar terms; "loss" is the one to back-propagate,
+the others are for logging. The discriminator objectives are split per critic (D_I and
+D_H) so that a training loop can run one backward per optimizer (needed by fp16 loss
+scaling, which updates the scale at every optimizer step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .discriminators import HighFrequencyDiscriminator, ImageDiscriminator
+from .wavelets import high_frequency
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The objective's coefficients; defaults are the paper's (§4.1) and WGAN-GP's."""
+
+    lambda_gp: float = 10.0  # gradient penalty, eqs. 1 and 3
+    lambda_d_cond: float = 150.0  # λ1: D_I's AU regression on real images, eq. 8
+    lambda_g_cond: float = 150.0  # λ2: G's target-AU loss, eq. 9
+    lambda_rec: float = 30.0  # λ3: self- and cycle-reconstruction L1, eq. 9
+
+
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, grad_scale: float = 1.0) -> Tensor:
+    """E[(||∇ critic(x̃)||_2 - 1)^2] at random interpolates x̃ between real and fake.
+
+    grad_scale: under fp16 loss scaling, pass the current loss scale; the critic output is
+    multiplied by it before autograd.grad (so small gradients do not underflow) and the
+    gradient divided by it afterwards. The norm is taken in fp32.
+    """
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    score = critic(mixed)
+    (grad,) = torch.autograd.grad(score.sum() * grad_scale, mixed, create_graph=True)
+    grad = grad.float().flatten(1) / grad_scale
+    return ((grad.norm(2, dim=1) - 1) ** 2).mean()
+
+
+def au_regression_loss(predicted: Tensor, target: Tensor) -> Tensor:
+    """E[||predicted - target||_2^2]: squared L2 over the AUs, mean over the batch (eqs. 5, 6)."""
+    return (predicted.float() - target.float()).pow(2).sum(1).mean()
+
+
+def image_discriminator_loss(
+    critic: ImageDiscriminator,
+    real: Tensor,
+    fake: Tensor,
+    real_aus: Tensor,
+    weights: LossWeights = LossWeights(),
+    grad_scale: float = 1.0,
+) -> dict[str, Tensor]:
+    """D_I's part of eq. 8: eq. 1 (WGAN-GP) + λ1 · eq. 5 (AU regression on real images)."""
+    real_score, real_pred = critic(real)
+    fake_score, _ = critic(fake.detach())
+    wasserstein = real_score.float().mean() - fake_score.float().mean()
+    penalty = gradient_penalty(lambda x: critic(x)[0], real, fake, grad_scale)
+    cond = au_regression_loss(real_pred, real_aus)
+    loss = -wasserstein + weights.lambda_gp * penalty + weights.lambda_d_cond * cond
+    return {"loss": loss, "wasserstein": wasserstein.detach(), "gp": penalty.detach(), "cond": cond.detach()}
+
+
+def high_frequency_discriminator_loss(
+    critic: HighFrequencyDiscriminator,
+    real: Tensor,
+    fake: Tensor,
+    weights: LossWeights = LossWeights(),
+    grad_scale: float = 1.0,
+) -> dict[str, Tensor]:
+    """D_H's part of eq. 8: eq. 3, WGAN-GP on the Haar high-frequency images x_h = W(x)."""
+    real_high, fake_high = high_frequency(real), high_frequency(fake.detach())
+    wasserstein = critic(real_high).float().mean() - critic(fake_high).float().mean()
+    penalty = gradient_penalty(critic, real_high, fake_high, grad_scale)
+    loss = -wasserstein + weights.lambda_gp * penalty
+    return {"loss": loss, "wasserstein": wasserstein.detach(), "gp": penalty.detach()}
+
+
+def reconstruction_loss(x: Tensor, x_self: Tensor, x_cycle: Tensor) -> Tensor:
+    """Eq. 7: ||x - G(x, 0)||_1 + ||x - G(G(x, u_rel), -u_rel)||_1, per-pixel means."""
+    return (x - x_self).abs().float().mean() + (x - x_cycle).abs().float().mean()
+
+
+def generator_loss(
+    fake: Tensor,
+    x: Tensor,
+    x_self: Tensor,
+    x_cycle: Tensor,
+    target_aus: Tensor,
+    image_critic: ImageDiscriminator,
+    high_frequency_critic: HighFrequencyDiscriminator | None,
+    weights: LossWeights = LossWeights(),
+) -> dict[str, Tensor]:
+    """Eq. 9: L_G = L_Gadv + L_GH + λ2 L_Gcond + λ3 L_rec.
+
+    fake = G(x, u_rel), x_self = G(x, 0), x_cycle = G(fake, -u_rel), target_aus = u_y.
+    high_frequency_critic=None drops L_GH (the "w/o D_h" ablation).
+    """
+    fake_score, fake_pred = image_critic(fake)
+    adv = -fake_score.float().mean()
+    high = (
+        -high_frequency_critic(high_frequency(fake)).float().mean()
+        if high_frequency_critic is not None
+        else torch.zeros((), device=fake.device)
+    )
+    cond = au_regression_loss(fake_pred, target_aus)
+    rec = reconstruction_loss(x, x_self, x_cycle)
+    loss = adv + high + weights.lambda_g_cond * cond + weights.lambda_rec * rec
+    return {"loss": loss, "adv": adv.detach(), "high": high.detach(), "cond": cond.detach(), "rec": rec.detach()}
