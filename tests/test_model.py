@@ -94,7 +94,7 @@ def test_edit_without_detail_preservation_is_the_generator_output(tiny_model, fa
     u[0, AU_NAMES.index("AU45")] = 1
     with torch.no_grad():
         expected = ((tiny_model.generator(x, u) + 1) * 127.5).round().clamp(0, 255)
-    got = torch.from_numpy(np.asarray(out)).permute(2, 0, 1)[None].float()
+    got = torch.from_numpy(np.array(out)).permute(2, 0, 1)[None].float()
     assert (got - expected).abs().max() <= 1
 
 

@@ -105,7 +105,7 @@ def _from_numpy(array: np.ndarray) -> ImageBatch:
         return replace(batch[0], pixels=[b.pixels[0] for b in batch], alphas=[b.alphas[0] for b in batch], batched=True)
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
         raise ValueError(f"numpy images must be H x W x C with C in (1, 3, 4), got shape {array.shape}")
-    tensor = _to_unit_float(torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1))
+    tensor = _to_unit_float(torch.from_numpy(np.array(array)).permute(2, 0, 1))  # a copy: inputs may be read-only
     pixels, alpha = _split_channels(tensor)
     return ImageBatch([pixels], [alpha], "numpy", False, array.dtype, channels=array.shape[-1], squeeze=squeeze)
 

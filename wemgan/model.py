@@ -133,12 +133,11 @@ class WEMGAN(
                 local_files_only=local_files_only,
             )
         model = cls(**model_kwargs)
-        state = safetensors.torch.load_file(weights, device=str(map_location))
         try:
-            model.load_state_dict(state, strict=strict)
+            model.load_state_dict(safetensors.torch.load_file(weights), strict=strict)
         except RuntimeError as error:
             raise ValueError(f"{weights} does not match the configuration in config.json: {error}") from None
-        return model.eval()
+        return model.to(map_location).eval()
 
     # ---------------------------------------------------------------- inference
     @torch.inference_mode()
