@@ -37,7 +37,9 @@ def parse_args() -> argparse.Namespace:
 
 def load_model(source: str) -> tuple[WEMGAN | None, str]:
     """(model, status line); model is None when nothing trained can be shown."""
-    if Path(source).is_dir() and not (Path(source) / "model.safetensors").is_file():
+    local = Path(source)
+    is_local = local.exists() or local.is_absolute() or source.startswith(".")
+    if is_local and not (local / "model.safetensors").is_file():
         return None, f"No trained model is shipped in `{source}` yet, so this demo cannot edit faces."
     try:
         model = WEMGAN.from_pretrained(source)

@@ -32,6 +32,8 @@ def free_port() -> int:
 def test_untrained_or_missing_models_are_never_shown(tmp_path):
     model, status = app.load_model(str(tmp_path))
     assert model is None and "No trained model" in status
+    model, status = app.load_model(str(tmp_path / "not-there"))  # hub/default before shipping
+    assert model is None and "No trained model" in status
     WEMGAN(**TINY).save_pretrained(tmp_path)
     model, status = app.load_model(str(tmp_path))
     assert model is None and "never trained" in status

@@ -82,6 +82,8 @@ def test_estimate_aus(tiny_model, face_crop):
 def test_zero_change_returns_the_input_exactly_and_deterministically(tiny_model, face_crop):
     first = tiny_model.edit(face_crop, delta={"AU12": 0.0})
     assert np.array_equal(np.asarray(first), np.asarray(face_crop))
+    floats = np.random.default_rng(1).random((2, 128, 128, 3), dtype=np.float32)
+    assert np.array_equal(tiny_model.edit(floats, delta=[0.0] * 17), floats)
     plain = [np.asarray(tiny_model.edit(face_crop, delta=[0.0] * 17, preserve_detail=False)) for _ in range(2)]
     assert np.array_equal(*plain)
     assert not np.array_equal(plain[0], np.asarray(face_crop))  # G(x, 0) of an untrained G is not x
@@ -142,7 +144,7 @@ def test_bad_images_are_rejected(tiny_model):
 
 
 def test_output_types_and_sizes(tiny_model, face_crop):
-    array = np.asarray(face_crop)
+    array = np.array(face_crop)
     out = tiny_model.edit(array, aus="Happy")
     assert out.shape == (128, 128, 3) and out.dtype == np.uint8
     out = tiny_model.edit(np.stack([array, array]), aus="Happy")

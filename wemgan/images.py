@@ -56,20 +56,13 @@ def is_image(obj: object) -> bool:
 def load_images(images: Any) -> ImageBatch:
     """Decode any supported image input into an ImageBatch (see module docstring)."""
     if isinstance(images, list | tuple):
-        if not images:
-            raise ValueError("got an empty list of images")
         parts = [load_images(item) for item in images]
         if any(p.batched for p in parts):
             raise ValueError("a list of images must hold single images, not batches")
         kinds = {p.kind for p in parts}
         if len(kinds) > 1:
             raise ValueError(f"a batch must hold images of one type, got {sorted(kinds)}")
-        return replace(
-            parts[0],
-            pixels=[p.pixels[0] for p in parts],
-            alphas=[p.alphas[0] for p in parts],
-            batched=True,
-        )
+        return _as_batch(parts)
     if isinstance(images, Image.Image):
         return _from_pil(images)
     if isinstance(images, np.ndarray):
@@ -79,6 +72,13 @@ def load_images(images: Any) -> ImageBatch:
     raise TypeError(
         f"expected a PIL image, a numpy array, a torch tensor or a list of them, got {type(images).__name__}"
     )
+
+
+def _as_batch(parts: list[ImageBatch]) -> ImageBatch:
+    """Single-image batches -> one batch (type and layout taken from the first)."""
+    if not parts:
+        raise ValueError("got an empty batch of images")
+    return replace(parts[0], pixels=[p.pixels[0] for p in parts], alphas=[p.alphas[0] for p in parts], batched=True)
 
 
 def _from_pil(image: Image.Image) -> ImageBatch:
@@ -101,8 +101,7 @@ def _from_numpy(array: np.ndarray) -> ImageBatch:
     if squeeze:
         array = array[..., None]
     if array.ndim == 4:
-        batch = [_from_numpy(item) for item in array]
-        return replace(batch[0], pixels=[b.pixels[0] for b in batch], alphas=[b.alphas[0] for b in batch], batched=True)
+        return _as_batch([_from_numpy(item) for item in array])
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
         raise ValueError(f"numpy images must be H x W x C with C in (1, 3, 4), got shape {array.shape}")
     tensor = _to_unit_float(torch.from_numpy(np.array(array)).permute(2, 0, 1))  # a copy: inputs may be read-only
@@ -112,8 +111,7 @@ def _from_numpy(array: np.ndarray) -> ImageBatch:
 
 def _from_torch(tensor: Tensor) -> ImageBatch:
     if tensor.dim() == 4:
-        batch = [_from_torch(item) for item in tensor]
-        return replace(batch[0], pixels=[b.pixels[0] for b in batch], alphas=[b.alphas[0] for b in batch], batched=True)
+        return _as_batch([_from_torch(item) for item in tensor])
     if tensor.dim() != 3 or tensor.shape[0] not in (1, 3, 4):
         raise ValueError(f"torch images must be C x H x W with C in (1, 3, 4), got shape {tuple(tensor.shape)}")
     pixels, alpha = _split_channels(_to_unit_float(tensor.detach().cpu()))
