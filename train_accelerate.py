@@ -1,23 +1,467 @@
-"""Train WEM-GAN (G + D_I + D_H) with Hugging Face Accelerate — not implemented yet.
+"""Train WEM-GAN (generator G, image critic D_I, high-frequency critic D_H) with Accelerate.
 
-The training script arrives with the training issue: WGAN-GP with n_critic 4,
-λ 150/150/30, Adam 1e-4 β (0.5, 0.999), batch 16, 50 epochs with linear decay from
-epoch 31, mixed precision, checkpoint/resume and Hub export. The networks and losses it
-will use are already in wemgan/generator.py, wemgan/discriminators.py and wemgan/losses.py.
-Until then this script refuses to run rather than pretend to train.
+    python train_accelerate.py                                  # SynthFACS, CPU preset, short run
+    accelerate launch train_accelerate.py --preset paper --dataset ../shared/data/faces-au
+    accelerate launch --mixed_precision bf16 train_accelerate.py --resume_from_checkpoint latest
+
+The objective is the paper's (§3.4, §4.1): WGAN-GP critics D_I and D_H (λ_gp 10), AU
+regression on D_I for real images (λ1 150) and for G's edits (λ2 150), self- and
+cycle-reconstruction L1 (λ3 30), Adam 1e-4 β (0.5, 0.999), batch 16, 50 epochs with the
+learning rate decaying linearly to 0 from epoch 31, one G step every 4 critic steps.
+The loss maths lives in wemgan/losses.py; this script wires data, models and bookkeeping.
+Alongside the GAN it trains the small AUEstimator that the inference model uses to read
+AUs from photos (same labels, its own optimizer; it does not touch the GAN).
 """
 
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import re
+import shlex
+import shutil
 import sys
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from PIL import Image
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from wemgan.data.datasets import load_training_data, pair_targets
+
+from wemgan.au_estimator import AUEstimator
+from wemgan.aus import EXPRESSIONS, NUM_AUS
+from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
+from wemgan.export import model_card, push_folder, write_hub_folder
+from wemgan.generator import Generator
+from wemgan.losses import (
+    LossWeights,
+    au_regression_loss,
+    generator_loss,
+    high_frequency_discriminator_loss,
+    image_discriminator_loss,
+)
+from wemgan.model import WEMGAN
+
+# Size and length groups. Optimisation hyperparameters are the paper's in both.
+PRESETS: dict[str, dict[str, object]] = {
+    "paper": dict(
+        base_channels=64, max_channels=512, critic_base_channels=64, critic_max_channels=2048,
+        estimator_channels=32, estimator_max_channels=256, num_epochs=50, max_train_steps=None,
+        checkpointing_steps=5000, sample_steps=2000,
+    ),
+    # Widths ÷4 and a few hundred steps: a complete run on a 2-core CPU in minutes.
+    "cpu": dict(
+        base_channels=16, max_channels=128, critic_base_channels=16, critic_max_channels=512,
+        estimator_channels=16, estimator_max_channels=128, num_epochs=1, max_train_steps=300,
+        checkpointing_steps=100, sample_steps=100,
+    ),
+}  # fmt: skip
+SAMPLE_EXPRESSIONS = ("Happy", "Sad", "Surprise", "Anger")
 
 
-def main() -> int:
-    print(
-        "train_accelerate.py: training is not implemented yet (see the training issue). "
-        "The model, critics and losses are in wemgan/; inference works with WEMGAN.from_pretrained.",
-        file=sys.stderr,
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = p.add_argument
+    # data and run
+    add("--dataset", default="synthfacs", help="synthfacs, a save_to_disk/parquet/imagefolder path, or a Hub id")
+    add("--preset", choices=list(PRESETS), default="cpu", help="model size and run length group")
+    add("--output_dir", default="runs/wemgan")
+    add("--seed", type=int, default=0)
+    add("--dataloader_num_workers", type=int, default=0)
+    add("--dry_run", action="store_true", help="build data, models and optimizers, print the config, exit")
+    # schedule (paper §4.1)
+    add("--train_batch_size", type=int, default=16, help="per process")
+    add("--num_epochs", type=int, default=None, help="paper: 50")
+    add("--max_train_steps", type=int, default=None, help="critic steps; overrides --num_epochs")
+    add("--learning_rate", type=float, default=1e-4)
+    add("--adam_beta1", type=float, default=0.5)
+    add("--adam_beta2", type=float, default=0.999)
+    add("--lr_decay_start_epoch", type=int, default=31, help="1-based epoch where linear decay to 0 starts")
+    add("--n_critic", type=int, default=4, help="critic steps per generator step")
+    add("--estimator_learning_rate", type=float, default=1e-3)
+    add("--ema_decay", type=float, default=None, help="keep an EMA of G (exported for inference), e.g. 0.999")
+    add("--target_noise", type=float, default=0.0, help="std of Gaussian noise added to paired target AUs")
+    # objective (paper eqs. 1-9)
+    add("--lambda_gp", type=float, default=10.0)
+    add("--lambda_d_cond", type=float, default=150.0, help="λ1")
+    add("--lambda_g_cond", type=float, default=150.0, help="λ2")
+    add("--lambda_rec", type=float, default=30.0, help="λ3")
+    # architecture and ablations (Tables 6-7); widths default to the preset
+    add("--skip_levels", type=int, default=3, choices=[0, 3, 4, 5], help="DIT skip connections")
+    add("--skip_kind", default="haar", choices=["haar", "plain"])
+    add("--au_fusion", default="multi", choices=["multi", "single"])
+    add("--no_high_frequency_critic", action="store_true", help="ablation: train without D_H")
+    for name in ("base_channels", "max_channels", "critic_base_channels", "critic_max_channels",
+                 "estimator_channels", "estimator_max_channels"):  # fmt: skip
+        add(f"--{name}", type=int, default=None)
+    # bookkeeping
+    add("--checkpointing_steps", type=int, default=None)
+    add("--checkpoints_total_limit", type=int, default=3)
+    add("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
+    add("--log_steps", type=int, default=10)
+    add("--sample_steps", type=int, default=None, help="write a PNG grid of edits every N steps")
+    add("--export_every", type=int, default=None, help="also write the Hub folder every N steps")
+    add("--push_to_hub", default=None, metavar="REPO", help="upload the final Hub folder to this repo id")
+    args = p.parse_args(argv)
+    for key, value in PRESETS[args.preset].items():  # preset fills what the command line left open
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+# ----------------------------------------------------------------------------- helpers
+def build_networks(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
+    nets = {
+        "generator": Generator(
+            NUM_AUS, args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion
+        ),
+        "image_critic": ImageDiscriminator(NUM_AUS, args.critic_base_channels, args.critic_max_channels),
+        "estimator": AUEstimator(NUM_AUS, args.estimator_channels, args.estimator_max_channels),
+    }
+    if not args.no_high_frequency_critic:
+        nets["high_frequency_critic"] = HighFrequencyDiscriminator(args.critic_base_channels, args.critic_max_channels)
+    return nets
+
+
+def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estimator: torch.nn.Module, step: int):
+    """The Hub-loadable WEMGAN holding (copies of) the trained generator and AU estimator."""
+    model = WEMGAN(
+        base_channels=args.base_channels, max_channels=args.max_channels, skip_levels=args.skip_levels,
+        skip_kind=args.skip_kind, au_fusion=args.au_fusion, estimator_channels=args.estimator_channels,
+        estimator_max_channels=args.estimator_max_channels,
+        provenance={"dataset": str(args.dataset), "steps": step, "command": args.command, "config": args.config},
+    )  # fmt: skip
+    model.generator.load_state_dict(generator.state_dict())
+    model.au_estimator.load_state_dict(estimator.state_dict())
+    return model
+
+
+def lr_factor(step: int, total_steps: int, decay_start: int) -> float:
+    """1 until decay_start, then linearly down to 0 at total_steps (paper: from epoch 31 of 50)."""
+    if step < decay_start:
+        return 1.0
+    return max(0.0, (total_steps - step) / max(1, total_steps - decay_start))
+
+
+def checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first. In-progress ones carry a .tmp suffix and never match."""
+    found = [p for p in (output_dir / "checkpoints").glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    """Randomness of one training step (target pairing, GP interpolation), a pure function of
+    (seed, step, rank): a resumed run repeats an uninterrupted one exactly."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + step * 101 + rank)
+
+
+def check_finite(terms: dict[str, torch.Tensor], prefix: str, step: int, last_checkpoint: Path | None) -> None:
+    for name, value in terms.items():
+        if not torch.isfinite(value).all():
+            where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written"
+            raise FloatingPointError(
+                f"non-finite loss term {prefix}/{name} = {value.item()} at step {step}; stopping ({where}). "
+                "Try a lower --learning_rate, or --mixed_precision bf16 instead of fp16."
+            )
+
+
+def image_grid(rows: list[list[torch.Tensor]]) -> Image.Image:
+    """rows of 3xHxW tensors in [-1, 1] -> one PIL image (2 px white gutters)."""
+    tiles = torch.stack([torch.stack(row) for row in rows])  # R x C x 3 x H x W
+    r, c, _, h, w = tiles.shape
+    canvas = torch.ones(3, r * (h + 2), c * (w + 2))
+    for i in range(r):
+        for j in range(c):
+            canvas[:, i * (h + 2) : i * (h + 2) + h, j * (w + 2) : j * (w + 2) + w] = (tiles[i, j].float() + 1) / 2
+    return Image.fromarray((canvas.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+
+
+def save_atomic_png(image: Image.Image, path: Path) -> None:
+    tmp = path.with_suffix(".tmp.png")
+    image.save(tmp)
+    os.replace(tmp, path)
+
+
+# -------------------------------------------------------------------------------- main
+def main(args: argparse.Namespace) -> None:
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        log_with="tensorboard" if _has_tensorboard() else None,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        # Shuffling seeded by (seed, epoch): a resumed run sees batches in the same order.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
-    return 2
+    set_seed(args.seed)
+    args.command = "train_accelerate.py " + shlex.join(sys.argv[1:])
+    args.config = {k: v for k, v in vars(args).items() if k not in ("config", "command")}
+    args.config.update(mixed_precision=accelerator.mixed_precision, num_processes=accelerator.num_processes)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(args.config, indent=2))
+        (output_dir / "config.json").write_text(json.dumps(args.config, indent=2))
+
+    # --- data: fails here, before any model is built, on a bad path or missing AU columns
+    dataset = load_training_data(args.dataset, "train")
+    loader = DataLoader(
+        dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
+        num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0,
+    )  # fmt: skip
+    if len(loader) == 0:
+        raise ValueError(f"{args.dataset} has {len(dataset)} samples: fewer than one batch of {args.train_batch_size}")
+    sample_faces = torch.stack([dataset[i]["image"] for i in range(4)])
+    sample_aus = torch.stack([dataset[i]["aus"] for i in range(4)])
+
+    # --- models and optimizers: one Adam per network (paper: 1e-4, β 0.5/0.999)
+    nets = build_networks(args)
+    optimizers = {
+        name: torch.optim.Adam(
+            net.parameters(),
+            lr=args.estimator_learning_rate if name == "estimator" else args.learning_rate,
+            betas=(args.adam_beta1, args.adam_beta2),
+        )
+        for name, net in nets.items()
+    }
+    names = list(nets)
+    prepared = accelerator.prepare(*nets.values(), *optimizers.values(), loader)
+    nets = dict(zip(names, prepared[: len(names)], strict=True))
+    optimizers = dict(zip(names, prepared[len(names) : 2 * len(names)], strict=True))
+    loader = prepared[-1]
+    base_lrs = {name: opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
+    ema = None
+    if args.ema_decay is not None:
+        ema = AveragedModel(
+            accelerator.unwrap_model(nets["generator"]),
+            multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay),
+            use_buffers=True,
+        )
+        accelerator.register_for_checkpointing(ema)
+
+    steps_per_epoch = len(loader)
+    total_steps = args.max_train_steps or args.num_epochs * steps_per_epoch
+    # Constant until the start of epoch lr_decay_start_epoch, then linear to 0 at the last step;
+    # a run cut short by --max_train_steps before that epoch keeps the constant rate.
+    decay_start = min((args.lr_decay_start_epoch - 1) * steps_per_epoch, total_steps)
+    weights = LossWeights(args.lambda_gp, args.lambda_d_cond, args.lambda_g_cond, args.lambda_rec)
+    if accelerator.is_main_process:
+        params = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
+        print(f"{len(dataset)} samples, {steps_per_epoch} steps/epoch, {total_steps} steps, lr decay from "
+              f"step {decay_start}; parameters: {params}")  # fmt: skip
+    if args.dry_run:
+        accelerator.end_training()
+        return
+
+    # --- resume: the newest complete checkpoint, or the one named
+    step, last_checkpoint = 0, None
+    if args.resume_from_checkpoint == "latest":
+        path = (checkpoints(output_dir) or [None])[-1]
+        if path is None:
+            accelerator.print(f"no checkpoint in {output_dir / 'checkpoints'}; starting from scratch")
+    else:
+        path = Path(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+        if path is not None and not (path / "train_state.json").is_file():
+            raise FileNotFoundError(f"{path} is not a complete checkpoint (no train_state.json)")
+    if path is not None:
+        accelerator.load_state(str(path))
+        step = json.loads((path / "train_state.json").read_text())["step"]
+        last_checkpoint = path
+        accelerator.print(f"resumed from {path} at step {step}")
+    if accelerator.is_main_process:
+        accelerator.init_trackers("wemgan", config={k: v for k, v in args.config.items()
+                                                    if isinstance(v, int | float | str | bool)})  # fmt: skip
+
+    # --- the loop: one critic step per batch, one generator step every n_critic batches
+    progress = tqdm(total=total_steps, initial=step, disable=not accelerator.is_local_main_process, desc="train")
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}  # G terms arrive every n_critic steps only
+    tick, ticked_samples = time.perf_counter(), 0
+    generator = nets["generator"]
+    while step < total_steps:
+        epoch, skip = divmod(step, steps_per_epoch)
+        loader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        for batch in batches:
+            for name, opt in optimizers.items():
+                for group in opt.param_groups:
+                    group["lr"] = base_lrs[name] * lr_factor(step, total_steps, decay_start)
+            rng = step_generator(args.seed, step, accelerator.process_index, accelerator.device)
+            x, u_x = batch["image"], batch["aus"]
+            u_y = pair_targets(u_x, rng, args.target_noise)
+            u_rel = u_y - u_x
+
+            terms = critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, rng)
+            if step % args.n_critic == 0:
+                terms.update(generator_step(accelerator, nets, optimizers, x, u_rel, u_y, weights))
+                if ema is not None:
+                    ema.update_parameters(accelerator.unwrap_model(generator))
+            check_finite(terms, "loss", step, last_checkpoint)
+            step += 1
+            progress.update(1)
+            ticked_samples += x.shape[0] * accelerator.num_processes
+
+            # --- bookkeeping
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value.item()
+                counts[key] = counts.get(key, 0) + 1
+            if step % args.log_steps == 0 or step == total_steps:
+                logs = {key: sums[key] / counts[key] for key in sums}
+                logs.update(lr=optimizers["generator"].param_groups[0]["lr"], epoch=epoch,
+                            samples_per_s=ticked_samples / (time.perf_counter() - tick))  # fmt: skip
+                _log(accelerator, output_dir, logs, step)
+                progress.set_postfix(d=f"{logs['d_image/loss']:.2f}", g=f"{logs.get('g/loss', float('nan')):.2f}")
+                sums, counts, tick, ticked_samples = {}, {}, time.perf_counter(), 0
+            if args.sample_steps and (step % args.sample_steps == 0 or step == total_steps):
+                _write_samples(accelerator, output_dir, ema or generator, sample_faces, sample_aus, step)
+            if args.checkpointing_steps and step % args.checkpointing_steps == 0:
+                last_checkpoint = _save_checkpoint(accelerator, args, output_dir, nets, ema, step)
+            if args.export_every and step % args.export_every == 0:
+                _export(accelerator, args, output_dir / "hub", nets, ema, step)
+            if step >= total_steps:
+                break
+    progress.close()
+
+    # --- the end: replicas agree, final checkpoint + Hub folder, clean shutdown (gloo, see NOTES)
+    in_sync = _replicas_in_sync(accelerator, nets)
+    accelerator.print(f"replicas in sync: {in_sync}")
+    if accelerator.is_main_process:
+        _append_jsonl(output_dir / "metrics.jsonl", {"step": step, "replicas_in_sync": in_sync})
+    if last_checkpoint is None or last_checkpoint.name != f"checkpoint-{step}":
+        _save_checkpoint(accelerator, args, output_dir, nets, ema, step)
+    folder = _export(accelerator, args, output_dir / "hub", nets, ema, step)
+    if accelerator.is_main_process and args.push_to_hub:
+        print(f"pushed: {push_folder(folder, args.push_to_hub)}")
+    accelerator.wait_for_everyone()
+    accelerator.free_memory(*nets.values(), *optimizers.values())
+    gc.collect()
+    accelerator.end_training()
+
+
+def critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights: LossWeights, rng) -> dict[str, torch.Tensor]:
+    """D_I (eq. 1 + λ1 eq. 5) and D_H (eq. 3) on one batch, one backward per optimizer (fp16
+    loss scaling updates its scale at every optimizer step); plus the AU estimator's step."""
+    grad_scale = accelerator.scaler.get_scale() if accelerator.scaler is not None else 1.0
+    with torch.no_grad():
+        fake = nets["generator"](x, u_rel)
+    d_image = image_discriminator_loss(nets["image_critic"], x, fake, u_x, weights, grad_scale, rng)
+    _update(accelerator, optimizers["image_critic"], d_image["loss"])
+    terms = {f"d_image/{k}": v for k, v in d_image.items()}
+    if "high_frequency_critic" in nets:
+        d_high = high_frequency_discriminator_loss(nets["high_frequency_critic"], x, fake, weights, grad_scale, rng)
+        _update(accelerator, optimizers["high_frequency_critic"], d_high["loss"])
+        terms.update({f"d_high/{k}": v for k, v in d_high.items()})
+    estimator_loss = au_regression_loss(nets["estimator"](x), u_x)
+    _update(accelerator, optimizers["estimator"], estimator_loss)
+    terms["estimator/loss"] = estimator_loss.detach()
+    return terms
+
+
+def generator_step(accelerator, nets, optimizers, x, u_rel, u_y, weights: LossWeights) -> dict[str, torch.Tensor]:
+    """G on one batch (eq. 9). The critics judge through their unwrapped modules with
+    requires_grad off: no gradients for them, and no DDP reduction to wait for."""
+    critics = [accelerator.unwrap_model(nets[n]) for n in ("image_critic", "high_frequency_critic") if n in nets]
+    for critic in critics:
+        critic.requires_grad_(False)
+    generator = nets["generator"]
+    # G(x, u_rel) and G(x, 0) in one call: instance norm is per sample, so batching changes nothing.
+    fake, x_self = generator(torch.cat([x, x]), torch.cat([u_rel, torch.zeros_like(u_rel)])).chunk(2)
+    x_cycle = generator(fake, -u_rel)
+    high = critics[1] if len(critics) > 1 else None
+    terms = generator_loss(fake, x, x_self, x_cycle, u_y, critics[0], high, weights)
+    _update(accelerator, optimizers["generator"], terms["loss"])
+    for critic in critics:
+        critic.requires_grad_(True)
+    return {f"g/{k}": v for k, v in terms.items()}
+
+
+def _update(accelerator: Accelerator, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    accelerator.backward(loss)
+    optimizer.step()
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _log(accelerator: Accelerator, output_dir: Path, logs: dict[str, float], step: int) -> None:
+    accelerator.log(logs, step=step)
+    if accelerator.is_main_process:
+        _append_jsonl(output_dir / "metrics.jsonl", {"step": step, **logs})
+
+
+@torch.no_grad()
+def _write_samples(accelerator, output_dir: Path, generator, faces, aus, step: int) -> None:
+    """inputs | edits to fixed expressions | self-reconstruction, one row per face."""
+    if not accelerator.is_main_process:
+        return
+    net = generator.module if isinstance(generator, AveragedModel) else accelerator.unwrap_model(generator)
+    faces, aus = faces.to(accelerator.device), aus.to(accelerator.device)
+    columns = [faces]
+    for name in SAMPLE_EXPRESSIONS:
+        target = torch.tensor(EXPRESSIONS[name], device=faces.device).expand_as(aus)
+        columns.append(net(faces, target - aus))
+    columns.append(net(faces, torch.zeros_like(aus)))
+    grid = image_grid([[column[i].cpu() for column in columns] for i in range(len(faces))])
+    (output_dir / "samples").mkdir(exist_ok=True)
+    save_atomic_png(grid, output_dir / "samples" / f"step-{step:07d}.png")
+
+
+def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, step: int) -> Path:
+    """accelerate state + the inference model, written under a .tmp name and renamed when complete."""
+    final = output_dir / "checkpoints" / f"checkpoint-{step}"
+    staging = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    if accelerator.is_main_process:
+        (staging / "train_state.json").write_text(json.dumps({"step": step}))
+        _inference_from(accelerator, args, nets, ema, step).save_pretrained(staging / "inference")
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        for old in checkpoints(output_dir)[: -args.checkpoints_total_limit or None]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _inference_from(accelerator, args, nets, ema, step: int) -> WEMGAN:
+    generator = ema.module if ema is not None else accelerator.unwrap_model(nets["generator"])
+    return inference_model(args, generator, accelerator.unwrap_model(nets["estimator"]), step)
+
+
+def _export(accelerator, args, folder: Path, nets, ema, step: int) -> Path:
+    if accelerator.is_main_process:
+        model = _inference_from(accelerator, args, nets, ema, step)
+        write_hub_folder(model.cpu(), folder, model_card(model))
+        print(f"Hub folder: {folder} (load with WEMGAN.from_pretrained({str(folder)!r}))")
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def _replicas_in_sync(accelerator: Accelerator, nets) -> bool:
+    """Every process holds the same weights (a DDP desync would silently train N models)."""
+    vector = torch.stack([torch.cat([p.detach().float().flatten() for p in net.parameters()]).double().sum()
+                          for net in nets.values()])  # fmt: skip
+    gathered = accelerator.gather(vector.to(accelerator.device)).view(accelerator.num_processes, -1)
+    return bool(torch.all(gathered == gathered[0]).item())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(parse_args())

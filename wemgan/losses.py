@@ -28,14 +28,22 @@ class LossWeights:
     lambda_rec: float = 30.0  # λ3: self- and cycle-reconstruction L1, eq. 9
 
 
-def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, grad_scale: float = 1.0) -> Tensor:
+def gradient_penalty(
+    critic: Callable[[Tensor], Tensor],
+    real: Tensor,
+    fake: Tensor,
+    grad_scale: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """E[(||∇ critic(x̃)||_2 - 1)^2] at random interpolates x̃ between real and fake.
 
     grad_scale: under fp16 loss scaling, pass the current loss scale; the critic output is
     multiplied by it before autograd.grad (so small gradients do not underflow) and the
     gradient divided by it afterwards. The norm is taken in fp32.
+    generator: source of the interpolation weights (a per-step generator makes resumed
+    training repeat an uninterrupted run exactly); default: the global RNG.
     """
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=generator)
     mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     score = critic(mixed)
     (grad,) = torch.autograd.grad(score.sum() * grad_scale, mixed, create_graph=True)
@@ -55,12 +63,13 @@ def image_discriminator_loss(
     real_aus: Tensor,
     weights: LossWeights = LossWeights(),
     grad_scale: float = 1.0,
+    generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
     """D_I's part of eq. 8: eq. 1 (WGAN-GP) + λ1 · eq. 5 (AU regression on real images)."""
     real_score, real_pred = critic(real)
     fake_score, _ = critic(fake.detach())
     wasserstein = real_score.float().mean() - fake_score.float().mean()
-    penalty = gradient_penalty(lambda x: critic(x)[0], real, fake, grad_scale)
+    penalty = gradient_penalty(lambda x: critic(x)[0], real, fake, grad_scale, generator)
     cond = au_regression_loss(real_pred, real_aus)
     loss = -wasserstein + weights.lambda_gp * penalty + weights.lambda_d_cond * cond
     return {"loss": loss, "wasserstein": wasserstein.detach(), "gp": penalty.detach(), "cond": cond.detach()}
@@ -72,11 +81,12 @@ def high_frequency_discriminator_loss(
     fake: Tensor,
     weights: LossWeights = LossWeights(),
     grad_scale: float = 1.0,
+    generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
     """D_H's part of eq. 8: eq. 3, WGAN-GP on the Haar high-frequency images x_h = W(x)."""
     real_high, fake_high = high_frequency(real), high_frequency(fake.detach())
     wasserstein = critic(real_high).float().mean() - critic(fake_high).float().mean()
-    penalty = gradient_penalty(critic, real_high, fake_high, grad_scale)
+    penalty = gradient_penalty(critic, real_high, fake_high, grad_scale, generator)
     loss = -wasserstein + weights.lambda_gp * penalty
     return {"loss": loss, "wasserstein": wasserstein.detach(), "gp": penalty.detach()}
 

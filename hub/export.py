@@ -1,0 +1,62 @@
+"""Training checkpoint -> Hub folder (config.json, model.safetensors, README.md model card).
+
+    python hub/export.py runs/wemgan --out hub/default --dtype float16 \
+        --card-section "Evaluation=results/results.md"
+
+RUN is a training output directory (its newest complete checkpoint is used) or one
+checkpoint folder. Every checkpoint written by train_accelerate.py holds the inference model
+(generator, EMA generator when enabled, and AU estimator) under inference/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import torch
+
+from wemgan import WEMGAN
+from wemgan.export import model_card, write_hub_folder
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="training output dir or checkpoint folder")
+    parser.add_argument("--out", type=Path, required=True, help="Hub folder to write (replaced atomically)")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="storage dtype of the weights")
+    parser.add_argument(
+        "--card-section", action="append", default=[], metavar="TITLE=FILE",
+        help="add a Markdown section to the model card from FILE (repeatable)",
+    )  # fmt: skip
+    return parser.parse_args()
+
+
+def find_inference_folder(run: Path) -> Path:
+    """run/checkpoints/checkpoint-N/inference (newest N), or checkpoint/inference."""
+    if (run / "inference").is_dir():
+        return run / "inference"
+    found = [p for p in (run / "checkpoints").glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
+    if not found:
+        raise FileNotFoundError(f"{run} holds no complete checkpoint (expected {run}/checkpoints/checkpoint-N)")
+    return max(found, key=lambda p: int(p.name.split("-")[1])) / "inference"
+
+
+def main(args: argparse.Namespace) -> None:
+    source = find_inference_folder(args.run)
+    model = WEMGAN.from_pretrained(source)
+    sections = {}
+    for item in args.card_section:
+        title, sep, file = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--card-section takes TITLE=FILE, got {item!r}")
+        sections[title] = Path(file).read_text()
+    out = write_hub_folder(model, args.out, model_card(model, sections), DTYPES[args.dtype])
+    size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+    print(f"wrote {out} from {source} ({size:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main(parse_args())

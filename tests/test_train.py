@@ -1,0 +1,158 @@
+"""train_accelerate.py end to end on SynthFACS with tiny networks (CPU, one or two processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+pytest.importorskip("accelerate", reason="the train extra is not installed")
+
+import train_accelerate as ta
+from wemgan import WEMGAN
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--base_channels", "8", "--max_channels", "16", "--critic_base_channels", "8", "--critic_max_channels", "32",
+    "--estimator_channels", "8", "--estimator_max_channels", "16", "--train_batch_size", "4", "--log_steps", "2",
+]  # fmt: skip
+
+
+def train(out: Path, *extra: str, env: dict | None = None, launcher: list[str] | None = None, check: bool = True):
+    cmd = [*(launcher or [sys.executable]), str(ROOT / "train_accelerate.py"), "--output_dir", str(out), *TINY, *extra]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+    result = subprocess.run(cmd, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_lr_schedule_is_constant_then_linear_to_zero():
+    assert ta.lr_factor(0, 100, 60) == 1.0
+    assert ta.lr_factor(59, 100, 60) == 1.0
+    assert ta.lr_factor(80, 100, 60) == pytest.approx(0.5)
+    assert ta.lr_factor(100, 100, 60) == 0.0
+
+
+def test_paper_defaults_and_presets():
+    args = ta.parse_args(["--preset", "paper"])
+    assert (args.learning_rate, args.adam_beta1, args.adam_beta2, args.train_batch_size) == (1e-4, 0.5, 0.999, 16)
+    assert (args.num_epochs, args.lr_decay_start_epoch, args.n_critic) == (50, 31, 4)
+    assert (args.lambda_d_cond, args.lambda_g_cond, args.lambda_rec, args.lambda_gp) == (150, 150, 30, 10)
+    assert (args.base_channels, args.max_channels, args.critic_max_channels) == (64, 512, 2048)
+    cpu = ta.parse_args([])
+    assert cpu.dataset == "synthfacs" and cpu.base_channels == 16 and cpu.max_train_steps
+    assert ta.parse_args(["--base_channels", "32"]).base_channels == 32  # flags beat the preset
+
+
+def test_checkpoint_listing_ignores_incomplete_ones(tmp_path):
+    for name in ("checkpoint-10", "checkpoint-2", "checkpoint-30.tmp", "checkpoint-x"):
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+    assert [p.name for p in ta.checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10"]
+
+
+def test_run_exports_a_loadable_model_and_logs(tmp_path):
+    out = tmp_path / "run"
+    train(out, "--max_train_steps", "4", "--sample_steps", "4", "--checkpointing_steps", "2",
+          "--checkpoints_total_limit", "1", "--ema_decay", "0.9")  # fmt: skip
+    model = WEMGAN.from_pretrained(out / "hub")
+    assert model.is_trained and model.provenance["steps"] == 4 and model.provenance["dataset"] == "synthfacs"
+    assert "Trained on SynthFACS" in (out / "hub" / "README.md").read_text()
+    face = torch.rand(3, 128, 128)
+    assert model.edit(face, aus="Happy").shape == (3, 128, 128)
+    logged = metrics(out)
+    assert {"d_image/gp", "d_high/gp", "g/rec", "g/cond", "lr", "samples_per_s"} <= set(logged[0])
+    assert logged[-1]["replicas_in_sync"] is True
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["checkpoint-4"]  # limit 1
+    assert (out / "samples" / "step-0000004.png").is_file()
+    assert json.loads((out / "config.json").read_text())["lambda_rec"] == 30
+
+
+def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(straight, "--max_train_steps", "6", "--checkpointing_steps", "3")
+    train(resumed, "--max_train_steps", "3", "--checkpointing_steps", "3")
+    result = train(
+        resumed, "--max_train_steps", "6", "--checkpointing_steps", "3", "--resume_from_checkpoint", "latest"
+    )
+    assert "at step 3" in result.stdout + result.stderr
+    for name in ("model.safetensors", "model_1.safetensors", "model_3.safetensors"):
+        a = load_file(straight / "checkpoints" / "checkpoint-6" / name)
+        b = load_file(resumed / "checkpoints" / "checkpoint-6" / name)
+        assert all(torch.equal(a[key], b[key]) for key in a), name
+    assert metrics(straight)[-2] == metrics(resumed)[-2]  # the step-6 log line
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_stay_in_sync(tmp_path):
+    launcher = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    ]  # fmt: skip
+    out = tmp_path / "ddp"
+    train(out, "--max_train_steps", "4", launcher=launcher, env={"ACCELERATE_USE_CPU": "true"})
+    logged = metrics(out)
+    assert logged[-1]["replicas_in_sync"] is True
+    assert json.loads((out / "config.json").read_text())["num_processes"] == 2
+
+
+def test_bf16_run_has_finite_losses(tmp_path):
+    out = tmp_path / "bf16"
+    train(out, "--max_train_steps", "4", env={"ACCELERATE_MIXED_PRECISION": "bf16"})
+    logged = [row for row in metrics(out) if "d_image/loss" in row]
+    assert logged and all(torch.isfinite(torch.tensor(list(row.values()))).all() for row in logged)
+    assert json.loads((out / "config.json").read_text())["mixed_precision"] == "bf16"
+
+
+def test_non_finite_loss_stops_with_the_term_and_step(tmp_path):
+    result = train(tmp_path / "nan", "--max_train_steps", "4", "--lambda_gp", "nan", check=False)
+    assert result.returncode != 0
+    assert "non-finite loss term loss/d_image/loss" in result.stderr and "at step 0" in result.stderr
+    assert not (tmp_path / "nan" / "checkpoints").exists()
+
+
+def test_bad_dataset_fails_before_training(tmp_path):
+    result = train(tmp_path / "bad", "--dataset", str(tmp_path / "no-such-data"), check=False)
+    assert result.returncode != 0 and "no-such-data" in result.stderr
+    assert "Traceback" not in result.stderr.splitlines()[-1]
+    assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+def test_dry_run_builds_and_exits(tmp_path):
+    result = train(tmp_path / "dry", "--dry_run")
+    assert "steps/epoch" in result.stdout and not (tmp_path / "dry" / "checkpoints").exists()
+
+
+def test_push_to_hub_and_export_cli(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create", repo_id)))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw)) or "commit-url")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "run"
+    ta.main(ta.parse_args(["--output_dir", str(out), *TINY, "--max_train_steps", "2", "--push_to_hub", "me/wemgan"]))
+    assert calls[0] == ("create", "me/wemgan")
+    assert calls[1][1]["folder_path"] == str(out / "hub") and calls[1][1]["repo_id"] == "me/wemgan"
+
+    (tmp_path / "eval.md").write_text("| L1 | 0.1 |")
+    subprocess.run(
+        [sys.executable, "hub/export.py", str(out), "--out", str(tmp_path / "exported"), "--dtype", "float16",
+         "--card-section", f"Evaluation={tmp_path / 'eval.md'}"],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    exported = tmp_path / "exported"
+    assert sorted(p.name for p in exported.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert "## Evaluation" in (exported / "README.md").read_text()
+    assert next(iter(load_file(exported / "model.safetensors").values())).dtype == torch.float16
+    assert WEMGAN.from_pretrained(exported).provenance["steps"] == 2

@@ -1,0 +1,134 @@
+"""Hub folders: a trained WEMGAN -> config.json + model.safetensors + README.md (model card).
+
+Used by train_accelerate.py at the end of a run, by hub/export.py (checkpoint -> folder)
+and hub/push.py (upload). Folders are written to a temporary sibling and renamed into
+place, so a crash never leaves a half-written model that from_pretrained would pick up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .model import PAPER_URL, REPO_URL, WEMGAN
+
+UTKFACE_LICENCE = (
+    "Trained on UTKFace face crops (with OpenFace-style AU labels), released for **non-commercial research "
+    "purposes only**; the copyright of each photo stays with its owner. This model inherits that restriction: "
+    "do not use it commercially."
+)
+
+
+def data_licence(dataset: str) -> tuple[str, str]:
+    """(Hub licence id, sentence for the card) for a training data source."""
+    if dataset == "synthfacs":
+        return "apache-2.0", "Trained on SynthFACS, procedurally rendered faces: no real person is depicted."
+    if "faces-au" in dataset or "utkface" in dataset.lower():
+        return "other", UTKFACE_LICENCE
+    return "other", f"Trained on `{dataset}`: the model inherits the licence of that data; check it before use."
+
+
+def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> str:
+    """A model card from the model's config and provenance (dataset, command, steps, ...)."""
+    info = model.provenance
+    licence, data_text = data_licence(str(info.get("dataset", "unknown")))
+    config = {k: v for k, v in model._hub_mixin_config.items() if k != "provenance"}  # type: ignore[attr-defined]
+    front = {
+        "library_name": "wemgan",
+        "license": licence,
+        "pipeline_tag": "image-to-image",
+        "tags": ["facial-expression-editing", "action-units", "gan", "wavelet", "wem-gan"],
+    }
+    if licence == "other":
+        front["license_name"] = "inherited-from-training-data"
+    lines = ["---", *(_yaml_line(k, v) for k, v in front.items()), "---", ""]
+    lines += [
+        "# WEM-GAN facial expression editing model",
+        "",
+        f"WEM-GAN ([paper]({PAPER_URL})) edits facial expressions by 17 relative Action Units. "
+        f"Code and usage: {REPO_URL}.",
+        "",
+        "```python",
+        "from wemgan import WEMGAN",
+        'model = WEMGAN.from_pretrained("path/or/hub-id")',
+        'edited = model.edit(face, aus={"AU12": 0.8, "AU06": 0.6})',
+        "```",
+        "",
+        "## Training data",
+        "",
+        data_text,
+        "",
+        "## Configuration",
+        "",
+        "```json",
+        json.dumps(config, indent=2, sort_keys=True),
+        "```",
+        "",
+        "## Training",
+        "",
+        *(f"- **{key}**: `{value}`" for key, value in sorted(info.items()) if key != "config"),
+    ]
+    if "config" in info:
+        lines += ["", "<details><summary>Resolved training configuration</summary>", "", "```json"]
+        lines += [json.dumps(info["config"], indent=2, sort_keys=True), "```", "", "</details>"]
+    for title, body in (extra_sections or {}).items():
+        lines += ["", f"## {title}", "", body]
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_line(key: str, value: Any) -> str:
+    if isinstance(value, list):
+        return f"{key}:\n" + "\n".join(f"- {item}" for item in value)
+    return f"{key}: {value}"
+
+
+def write_hub_folder(
+    model: WEMGAN, out_dir: str | Path, card: str | None = None, dtype: torch.dtype | None = None
+) -> Path:
+    """Write config.json, model.safetensors and README.md to out_dir, atomically.
+
+    dtype: store the weights in this dtype (e.g. torch.float16 to halve the size).
+    An existing out_dir is replaced only once the new folder is complete.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
+    try:
+        source = model if dtype is None else _copy_as(model, dtype)
+        (staging / "README.md").write_text(card or model_card(model))  # written first: the mixin keeps it
+        source.save_pretrained(staging)
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(staging, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def _copy_as(model: WEMGAN, dtype: torch.dtype) -> WEMGAN:
+    copy = WEMGAN(**model._hub_mixin_config)  # type: ignore[attr-defined]
+    copy.load_state_dict(model.state_dict())
+    return copy.to(dtype)
+
+
+def push_folder(folder: str | Path, repo_id: str, *, repo_type: str = "model", private: bool = False) -> str:
+    """Upload a Hub folder (model or Space) to repo_id; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    kwargs = {"space_sdk": "gradio"} if repo_type == "space" else {}
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **kwargs)
+    commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type)
+    return str(getattr(commit, "commit_url", commit))
