@@ -110,7 +110,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--export_every", type=int, default=None, help="also write the Hub folder every N steps")
     add("--push_to_hub", default=None, metavar="REPO", help="upload the final Hub folder to this repo id")
     args = p.parse_args(argv)
-    for key, value in PRESETS[args.preset].items():  # preset fills what the command line left open
+    preset = dict(PRESETS[args.preset])
+    if args.num_epochs is not None:  # an explicit epoch count is not cut short by the preset's step cap
+        preset.pop("max_train_steps")
+    for key, value in preset.items():  # the preset fills what the command line left open
         if getattr(args, key) is None:
             setattr(args, key, value)
     return args
@@ -216,8 +219,9 @@ def main(args: argparse.Namespace) -> None:
     )  # fmt: skip
     if len(loader) == 0:
         raise ValueError(f"{args.dataset} has {len(dataset)} samples: fewer than one batch of {args.train_batch_size}")
-    sample_faces = torch.stack([dataset[i]["image"] for i in range(4)])
-    sample_aus = torch.stack([dataset[i]["aus"] for i in range(4)])
+    spread = range(0, len(dataset), max(1, len(dataset) // 4))[:4]  # four faces far apart: other identities
+    sample_faces = torch.stack([dataset[i]["image"] for i in spread])
+    sample_aus = torch.stack([dataset[i]["aus"] for i in spread])
 
     # --- models and optimizers: one Adam per network (paper: 1e-4, β 0.5/0.999)
     nets = build_networks(args)

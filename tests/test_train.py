@@ -53,6 +53,7 @@ def test_paper_defaults_and_presets():
     cpu = ta.parse_args([])
     assert cpu.dataset == "synthfacs" and cpu.base_channels == 16 and cpu.max_train_steps
     assert ta.parse_args(["--base_channels", "32"]).base_channels == 32  # flags beat the preset
+    assert ta.parse_args(["--num_epochs", "2"]).max_train_steps is None  # epochs are not capped by the preset
 
 
 def test_checkpoint_listing_ignores_incomplete_ones(tmp_path):
