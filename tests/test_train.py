@@ -161,3 +161,17 @@ def test_push_to_hub_and_export_cli(tmp_path, monkeypatch):
     assert "## Evaluation" in (exported / "README.md").read_text()
     assert next(iter(load_file(exported / "model.safetensors").values())).dtype == torch.float16
     assert WEMGAN.from_pretrained(exported).provenance["steps"] == 2
+
+
+def test_ema_warms_up_instead_of_keeping_the_initialisation():
+    from torch.optim.swa_utils import AveragedModel
+
+    net = torch.nn.Linear(2, 2)
+    ema = AveragedModel(net, multi_avg_fn=ta.ema_with_warmup(0.999), use_buffers=True)
+    ema.update_parameters(net)  # the first update copies
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    for _ in range(100):
+        ema.update_parameters(net)
+    # A fixed 0.999 would still hold 0.999**100 = 90% of the old weights; the ramp holds < 1%.
+    assert (ema.module.weight - 1).abs().max() < 0.01

@@ -32,10 +32,6 @@ def inception_unavailable(path: str | os.PathLike | None) -> str | None:
         )
     if not os.path.isfile(path):
         return f"--inception {path} does not exist"
-    try:
-        import scipy.linalg  # noqa: F401
-    except ImportError as error:
-        return f"FID needs scipy ({error}); pip install scipy"
     return None
 
 
@@ -44,9 +40,7 @@ def load_inception(path: str | os.PathLike) -> torch.jit.ScriptModule:
 
 
 @torch.inference_mode()
-def inception_outputs(
-    net: torch.nn.Module, images: np.ndarray, batch_size: int = 32
-) -> tuple[np.ndarray, np.ndarray]:
+def inception_outputs(net: torch.nn.Module, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(features N x D, logits N x C) of N x H x W x 3 uint8 images."""
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -69,31 +63,30 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
-def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
-) -> float:
+def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix; round-off negatives are clipped to 0."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), the distance between two Gaussians.
 
-    With fewer samples than dimensions the covariances are singular and sqrtm of their product
-    can come out non-finite: then eps is added to both diagonals (as pytorch-fid). Round-off
-    leaves a tiny imaginary part, dropped; a large one means the input is not a covariance.
+    Tr (S1 S2)^(1/2) is computed as the sum of the square roots of the eigenvalues of the
+    symmetric S1^(1/2) S2 S1^(1/2), which has the same spectrum as S1 S2. Unlike sqrtm of the
+    non-symmetric product (pytorch-fid, which then needs an eps offset and drops an imaginary
+    part), this stays real and finite when the covariances are singular, as they are with
+    fewer images than feature dimensions.
     """
-    import scipy.linalg
-
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
         raise ValueError(f"shapes do not match: mu {mu1.shape} {mu2.shape}, sigma {sigma1.shape} {sigma2.shape}")
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(len(mu1)) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"sqrtm has an imaginary component of {np.abs(covmean.imag).max():.3g}")
-        covmean = covmean.real
+    root1 = _sqrt_psd(sigma1)
+    middle = root1 @ sigma2 @ root1
+    trace_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_covmean)
 
 
 def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:

@@ -1,0 +1,47 @@
+"""Expression Distance (Table 3): L2 between the target AUs and the AUs measured on the edit.
+
+AUs are on the [0, 1] scale of the datasets (OpenFace's 0-5 divided by 5; multiply by 5 for
+OpenFace units). The measurer is the model's built-in AU estimator, or OpenFace 2.0 run on
+the written edits (`--openface-csv`, as the paper does), read with the parser of
+wemgan.data.prepare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def expression_distances(measured: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per sample ||measured - target||_2 of two N x 17 arrays."""
+    measured, target = np.asarray(measured, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if measured.shape != target.shape or measured.ndim != 2:
+        raise ValueError(f"expected two N x 17 arrays of one shape, got {measured.shape} and {target.shape}")
+    return np.linalg.norm(measured - target, axis=1)
+
+
+def read_openface_aus(path: str | Path, names: Sequence[str]) -> np.ndarray:
+    """N x 17 AUs in [0, 1] that OpenFace measured on the images named `names` (file stems, e.g. "00012").
+
+    path: OpenFace output for the edit folder (a folder of per-image CSVs or one CSV with a
+    file-name column). Where OpenFace found several faces in an image, the most confident wins.
+    """
+    from ..data.datasets import check_aus, find_au_columns
+    from ..data.prepare import best_face_per_image, read_openface
+
+    table = best_face_per_image(read_openface(Path(path)))
+    table["_key"] = [Path(str(name)).stem for name in table["_name"]]
+    table = table.drop_duplicates("_key").set_index("_key")
+    missing = [name for name in names if name not in table.index]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ValueError(f"{path} has no AUs for {len(missing)} of {len(names)} edits ({shown})")
+    columns, scale = find_au_columns([str(column) for column in table.columns])
+    values = table.loc[list(names), columns].apply(lambda column: column.astype(float)).to_numpy()
+    aus, problems = check_aus(values, scale)
+    bad = [name for name, problem in zip(names, problems, strict=True) if problem]
+    if bad:
+        raise ValueError(f"{path}: unusable AUs (NaN or out of range) for {', '.join(bad[:5])}")
+    return aus
