@@ -110,6 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--export_every", type=int, default=None, help="also write the Hub folder every N steps")
     add("--push_to_hub", default=None, metavar="REPO", help="upload the final Hub folder to this repo id")
     args = p.parse_args(argv)
+    if args.checkpoints_total_limit < 1:
+        p.error("--checkpoints_total_limit must be at least 1 (the newest checkpoint is always kept)")
     preset = dict(PRESETS[args.preset])
     if args.num_epochs is not None:  # an explicit epoch count is not cut short by the preset's step cap
         preset.pop("max_train_steps")
@@ -452,7 +454,7 @@ def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, step: int) 
         _inference_from(accelerator, args, nets, ema, step).save_pretrained(staging / "inference")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
-        for old in checkpoints(output_dir)[: -args.checkpoints_total_limit or None]:
+        for old in checkpoints(output_dir)[: -args.checkpoints_total_limit]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final

@@ -54,6 +54,8 @@ def test_paper_defaults_and_presets():
     assert cpu.dataset == "synthfacs" and cpu.base_channels == 16 and cpu.max_train_steps
     assert ta.parse_args(["--base_channels", "32"]).base_channels == 32  # flags beat the preset
     assert ta.parse_args(["--num_epochs", "2"]).max_train_steps is None  # epochs are not capped by the preset
+    with pytest.raises(SystemExit):
+        ta.parse_args(["--checkpoints_total_limit", "0"])
 
 
 def test_checkpoint_listing_ignores_incomplete_ones(tmp_path):
