@@ -19,7 +19,6 @@ import argparse
 import gc
 import json
 import os
-import re
 import shlex
 import shutil
 import sys
@@ -38,7 +37,7 @@ from wemgan.au_estimator import AUEstimator
 from wemgan.aus import EXPRESSIONS, NUM_AUS
 from wemgan.data.datasets import load_training_data, pair_targets
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
-from wemgan.export import model_card, push_folder, write_hub_folder
+from wemgan.export import list_checkpoints, model_card, push_folder, write_hub_folder
 from wemgan.generator import Generator
 from wemgan.losses import (
     LossWeights,
@@ -169,12 +168,6 @@ def lr_factor(step: int, total_steps: int, decay_start: int) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - decay_start))
 
 
-def checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first. In-progress ones carry a .tmp suffix and never match."""
-    found = [p for p in (output_dir / "checkpoints").glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
     """Randomness of one training step (target pairing, GP interpolation), a pure function of
     (seed, step, rank): a resumed run repeats an uninterrupted one exactly."""
@@ -279,7 +272,7 @@ def main(args: argparse.Namespace) -> None:
     # --- resume: the newest complete checkpoint, or the one named
     step, last_checkpoint = 0, None
     if args.resume_from_checkpoint == "latest":
-        path = (checkpoints(output_dir) or [None])[-1]
+        path = (list_checkpoints(output_dir) or [None])[-1]
         if path is None:
             accelerator.print(f"no checkpoint in {output_dir / 'checkpoints'}; starting from scratch")
     else:
@@ -454,7 +447,7 @@ def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, step: int) 
         _inference_from(accelerator, args, nets, ema, step).save_pretrained(staging / "inference")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
-        for old in checkpoints(output_dir)[: -args.checkpoints_total_limit]:
+        for old in list_checkpoints(output_dir)[: -args.checkpoints_total_limit]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final

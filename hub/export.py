@@ -11,13 +11,12 @@ checkpoint folder. Every checkpoint written by train_accelerate.py holds the inf
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import torch
 
 from wemgan import WEMGAN
-from wemgan.export import model_card, write_hub_folder
+from wemgan.export import list_checkpoints, model_card, write_hub_folder
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -38,10 +37,10 @@ def find_inference_folder(run: Path) -> Path:
     """run/checkpoints/checkpoint-N/inference (newest N), or checkpoint/inference."""
     if (run / "inference").is_dir():
         return run / "inference"
-    found = [p for p in (run / "checkpoints").glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
+    found = list_checkpoints(run)
     if not found:
         raise FileNotFoundError(f"{run} holds no complete checkpoint (expected {run}/checkpoints/checkpoint-N)")
-    return max(found, key=lambda p: int(p.name.split("-")[1])) / "inference"
+    return found[-1] / "inference"
 
 
 def main(args: argparse.Namespace) -> None:

@@ -16,6 +16,7 @@ pytest.importorskip("accelerate", reason="the train extra is not installed")
 
 import train_accelerate as ta
 from wemgan import WEMGAN
+from wemgan.export import list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -61,7 +62,7 @@ def test_paper_defaults_and_presets():
 def test_checkpoint_listing_ignores_incomplete_ones(tmp_path):
     for name in ("checkpoint-10", "checkpoint-2", "checkpoint-30.tmp", "checkpoint-x"):
         (tmp_path / "checkpoints" / name).mkdir(parents=True)
-    assert [p.name for p in ta.checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10"]
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10"]
 
 
 def test_run_exports_a_loadable_model_and_logs(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +24,16 @@ UTKFACE_LICENCE = (
     "purposes only**; the copyright of each photo stays with its owner. This model inherits that restriction: "
     "do not use it commercially."
 )
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete training checkpoints of a run, oldest first: run_dir/checkpoints/checkpoint-N.
+
+    In-progress checkpoints carry a .tmp suffix until they are renamed, so they never match."""
+    found = Path(run_dir, "checkpoints").glob("checkpoint-*")
+    return sorted(
+        (p for p in found if re.fullmatch(r"checkpoint-\d+", p.name)), key=lambda p: int(p.name.split("-")[1])
+    )
 
 
 def data_licence(dataset: str) -> tuple[str, str]:

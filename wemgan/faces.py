@@ -292,7 +292,8 @@ _DLIB_LOCK = threading.Lock()  # dlib's detectors keep scratch buffers: one call
 
 
 @functools.cache
-def _hog_detector() -> Any:
+def hog_detector() -> Any:
+    """dlib's HOG frontal face detector (one per process)."""
     return _dlib().get_frontal_face_detector()
 
 
@@ -305,7 +306,8 @@ def _cnn_detector() -> Any:
 
 
 @functools.cache
-def _landmark_model() -> Any:
+def landmark_model() -> Any:
+    """dlib's 5-point shape predictor from face_recognition_models (one per process)."""
     path = models_dir() / "shape_predictor_5_face_landmarks.dat"
     if not path.is_file():
         raise FacesExtraMissingError(f"face alignment needs {path}, which face_recognition_models did not install")
@@ -335,13 +337,13 @@ def detect(image: np.ndarray, detector: Detector = "hog", long_side: int = DETEC
     with _DLIB_LOCK:
         for upsample in (0, 1):
             if detector == "hog":
-                rects, scores, _ = _hog_detector().run(small, upsample, 0.0)
+                rects, scores, _ = hog_detector().run(small, upsample, 0.0)
             else:
                 found = _cnn_detector()(small, upsample)
                 rects, scores = [d.rect for d in found], [d.confidence for d in found]
             if rects:
                 break
-        shapes = [_landmark_model()(small, rect) for rect in rects]
+        shapes = [landmark_model()(small, rect) for rect in rects]
     # Pixel centres of the copy -> pixel centres of the photo.
     detections = [
         Detection(

@@ -34,23 +34,17 @@ def acd_unavailable() -> str | None:
 
 
 @functools.cache
-def _models() -> tuple[Any, Any, Any]:
+def _recognizer() -> Any:
     import dlib
 
-    folder = faces.models_dir()
-    return (
-        dlib.get_frontal_face_detector(),
-        dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat")),
-        dlib.face_recognition_model_v1(str(folder / RECOGNITION_MODEL)),
-    )
+    return dlib.face_recognition_model_v1(str(faces.models_dir() / RECOGNITION_MODEL))
 
 
 def face_box(image: np.ndarray) -> Any:
     """The largest HOG detection on an H x W x 3 uint8 crop, else the template box (a dlib.rectangle)."""
     import dlib
 
-    detector, _, _ = _models()
-    found = list(detector(np.ascontiguousarray(image), 1))
+    found = list(faces.hog_detector()(np.ascontiguousarray(image), 1))
     if found:
         return max(found, key=lambda box: box.area())
     height, width = image.shape[:2]
@@ -60,9 +54,8 @@ def face_box(image: np.ndarray) -> Any:
 
 def embedding(image: np.ndarray, box: Any) -> np.ndarray:
     """dlib's 128-D face descriptor of the face in `box` of an H x W x 3 uint8 image."""
-    _, predictor, recognizer = _models()
     image = np.ascontiguousarray(image)
-    return np.array(recognizer.compute_face_descriptor(image, predictor(image, box)))
+    return np.array(_recognizer().compute_face_descriptor(image, faces.landmark_model()(image, box)))
 
 
 def content_distances(sources: np.ndarray, edits: np.ndarray) -> np.ndarray:
