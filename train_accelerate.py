@@ -45,6 +45,7 @@ from wemgan.losses import (
     generator_loss,
     high_frequency_discriminator_loss,
     image_discriminator_loss,
+    l1_distance,
 )
 from wemgan.model import WEMGAN
 
@@ -87,6 +88,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--estimator_learning_rate", type=float, default=1e-3)
     add("--ema_decay", type=float, default=None, help="keep an EMA of G (exported for inference), e.g. 0.999")
     add("--target_noise", type=float, default=0.0, help="std of Gaussian noise added to paired target AUs")
+    # not in the paper: a head start for short (CPU) runs, off by default
+    add(
+        "--reconstruction_warmup_steps",
+        type=int,
+        default=0,
+        help="first N steps train G on self-reconstruction L1 alone (no critics), then the paper's GAN",
+    )
+    add("--warmup_learning_rate", type=float, default=1e-3, help="G's learning rate during that warm-up")
     # objective (paper eqs. 1-9)
     add("--lambda_gp", type=float, default=10.0)
     add("--lambda_d_cond", type=float, default=150.0, help="λ1")
@@ -299,19 +308,25 @@ def main(args: argparse.Namespace) -> None:
         loader.set_epoch(epoch)
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         for batch in batches:
+            warmup = step < args.reconstruction_warmup_steps
             for name, opt in optimizers.items():
                 for group in opt.param_groups:
                     group["lr"] = base_lrs[name] * lr_factor(step, total_steps, decay_start)
+                    if warmup and name == "generator":
+                        group["lr"] = args.warmup_learning_rate
             rng = step_generator(args.seed, step, accelerator.process_index, accelerator.device)
             x, u_x = batch["image"], batch["aus"]
             u_y = pair_targets(u_x, rng, args.target_noise)
             u_rel = u_y - u_x
 
-            terms = critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, rng)
-            if step % args.n_critic == 0:
+            if warmup:  # G learns to copy its input first: every step, no critics
+                terms = warmup_step(accelerator, nets, optimizers, x, u_x)
+            else:
+                terms = critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, rng)
+            if not warmup and step % args.n_critic == 0:
                 terms.update(generator_step(accelerator, nets, optimizers, x, u_rel, u_y, weights))
-                if ema is not None:
-                    ema.update_parameters(accelerator.unwrap_model(generator))
+            if ema is not None and (warmup or step % args.n_critic == 0):
+                ema.update_parameters(accelerator.unwrap_model(generator))
             check_finite(terms, "loss", step, last_checkpoint)
             step += 1
             progress.update(1)
@@ -326,7 +341,9 @@ def main(args: argparse.Namespace) -> None:
                 logs.update(lr=optimizers["generator"].param_groups[0]["lr"], epoch=epoch,
                             samples_per_s=ticked_samples / (time.perf_counter() - tick))  # fmt: skip
                 _log(accelerator, output_dir, logs, step)
-                progress.set_postfix(d=f"{logs['d_image/loss']:.2f}", g=f"{logs.get('g/loss', float('nan')):.2f}")
+                progress.set_postfix(
+                    d=f"{logs.get('d_image/loss', float('nan')):.2f}", g=f"{logs.get('g/loss', float('nan')):.2f}"
+                )
                 sums, counts, tick, ticked_samples = {}, {}, time.perf_counter(), 0
             if args.sample_steps and (step % args.sample_steps == 0 or step == total_steps):
                 _write_samples(accelerator, output_dir, ema or generator, sample_faces, sample_aus, step)
@@ -356,18 +373,24 @@ def main(args: argparse.Namespace) -> None:
 
 def critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights: LossWeights, rng) -> dict[str, torch.Tensor]:
     """D_I (eq. 1 + λ1 eq. 5) and D_H (eq. 3) on one batch, one backward per optimizer (fp16
-    loss scaling updates its scale at every optimizer step); plus the AU estimator's step."""
+    loss scaling updates its scale at every optimizer step); plus the AU estimator's step.
+    Each loss is computed in one autocast region (backward runs outside, as torch advises):
+    its cache casts each weight to low precision once for all of a network's calls there
+    (the gradient penalty calls the critic a second time)."""
     grad_scale = accelerator.scaler.get_scale() if accelerator.scaler is not None else 1.0
-    with torch.no_grad():
+    with torch.no_grad(), accelerator.autocast():
         fake = nets["generator"](x, u_rel)
-    d_image = image_discriminator_loss(nets["image_critic"], x, fake, u_x, weights, grad_scale, rng)
+    with accelerator.autocast():
+        d_image = image_discriminator_loss(nets["image_critic"], x, fake, u_x, weights, grad_scale, rng)
     _update(accelerator, optimizers["image_critic"], d_image["loss"])
     terms = {f"d_image/{k}": v for k, v in d_image.items()}
     if "high_frequency_critic" in nets:
-        d_high = high_frequency_discriminator_loss(nets["high_frequency_critic"], x, fake, weights, grad_scale, rng)
+        with accelerator.autocast():
+            d_high = high_frequency_discriminator_loss(nets["high_frequency_critic"], x, fake, weights, grad_scale, rng)
         _update(accelerator, optimizers["high_frequency_critic"], d_high["loss"])
         terms.update({f"d_high/{k}": v for k, v in d_high.items()})
-    estimator_loss = au_regression_loss(nets["estimator"](x), u_x)
+    with accelerator.autocast():
+        estimator_loss = au_regression_loss(nets["estimator"](x), u_x)
     _update(accelerator, optimizers["estimator"], estimator_loss)
     terms["estimator/loss"] = estimator_loss.detach()
     return terms
@@ -380,15 +403,29 @@ def generator_step(accelerator, nets, optimizers, x, u_rel, u_y, weights: LossWe
     for critic in critics:
         critic.requires_grad_(False)
     generator = nets["generator"]
-    # G(x, u_rel) and G(x, 0) in one call: instance norm is per sample, so batching changes nothing.
-    fake, x_self = generator(torch.cat([x, x]), torch.cat([u_rel, torch.zeros_like(u_rel)])).chunk(2)
-    x_cycle = generator(fake, -u_rel)
-    high = critics[1] if len(critics) > 1 else None
-    terms = generator_loss(fake, x, x_self, x_cycle, u_y, critics[0], high, weights)
+    with accelerator.autocast():  # one region: G's weights are cast once for its two calls
+        # G(x, u_rel) and G(x, 0) in one call: instance norm is per sample, so batching changes nothing.
+        fake, x_self = generator(torch.cat([x, x]), torch.cat([u_rel, torch.zeros_like(u_rel)])).chunk(2)
+        x_cycle = generator(fake, -u_rel)
+        high = critics[1] if len(critics) > 1 else None
+        terms = generator_loss(fake, x, x_self, x_cycle, u_y, critics[0], high, weights)
     _update(accelerator, optimizers["generator"], terms["loss"])
     for critic in critics:
         critic.requires_grad_(True)
     return {f"g/{k}": v for k, v in terms.items()}
+
+
+def warmup_step(accelerator, nets, optimizers, x, u_x) -> dict[str, torch.Tensor]:
+    """--reconstruction_warmup_steps: G(x, 0) -> x by L1 alone, plus the AU estimator's step.
+    With the paper's lr and one G step per 4 batches, a U-Net needs thousands of steps just to
+    learn to copy its input; a short run gets there first, then learns to edit."""
+    with accelerator.autocast():
+        rec = l1_distance(x, nets["generator"](x, torch.zeros_like(u_x)))
+    _update(accelerator, optimizers["generator"], rec)
+    with accelerator.autocast():
+        estimator_loss = au_regression_loss(nets["estimator"](x), u_x)
+    _update(accelerator, optimizers["estimator"], estimator_loss)
+    return {"g/warmup_rec": rec.detach(), "estimator/loss": estimator_loss.detach()}
 
 
 def _update(accelerator: Accelerator, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:

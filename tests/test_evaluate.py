@@ -17,7 +17,7 @@ from wemgan.metrics import acd
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 N = 8
-TABLE_KEYS = {"acd", "ed", "ed_source", "l1", "ssim", "psnr", "is", "is_std", "fid"}
+TABLE_KEYS = {"acd", "ed", "ed_source", "l1", "ssim", "psnr", "is", "is_std", "fid", "au_mae", "au_pcc"}
 PAIRED_KEYS = {f"paired_{m}{s}" for m in ("l1", "psnr", "ssim") for s in ("", "_source", "_gain")}
 
 

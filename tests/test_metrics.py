@@ -138,6 +138,16 @@ def test_expression_distance_is_the_l2_norm():
     assert metrics.expression_distances(measured, target).tolist() == [1.0, 0.0]
 
 
+def test_estimator_errors_are_mae_and_mean_per_au_correlation():
+    labels = np.array([[0.0, 0.2, 0.5], [0.5, 0.4, 0.5], [1.0, 0.6, 0.5]])
+    measured = np.array([[0.1, 0.6, 0.4], [0.5, 0.4, 0.5], [0.9, 0.2, 0.6]])  # AU 2 anti-correlated
+    scores = metrics.estimator_errors(measured, labels)
+    assert scores["au_mae"] == pytest.approx(np.abs(measured - labels).mean())
+    assert scores["au_pcc"] == pytest.approx((1.0 + -1.0) / 2)  # the constant third AU is left out
+    with pytest.raises(ValueError, match="N >= 2"):
+        metrics.estimator_errors(measured[:1], labels[:1])
+
+
 def test_openface_aus_are_read_by_name_and_scaled(tmp_path):
     from wemgan.aus import AU_NAMES
 

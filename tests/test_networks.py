@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
-from wemgan.generator import Generator
+from wemgan.generator import Generator, SmallMapConv2d
 
 IN, LRELU, RELU, TANH, NONE = "IN", "LeakyReLU", "ReLU", "Tanh", "-"
 
@@ -181,3 +181,40 @@ def test_generator_trains_in_bfloat16_autocast():
         y = g(torch.randn(2, 3, 128, 128), torch.zeros(2, 17))
     y.float().mean().backward()
     assert all(p.grad is not None for p in g.parameters())
+
+
+@pytest.mark.parametrize(
+    "in_ch, out_ch, kernel, stride, padding, bias, size",
+    [(6, 10, 4, 2, 1, True, 4), (6, 10, 3, 1, 1, False, 4), (6, 5, 2, 1, 0, False, 2), (6, 10, 4, 2, 1, True, 8)],
+)
+def test_small_map_conv_equals_conv2d_with_gradient_penalty_gradients(
+    in_ch, out_ch, kernel, stride, padding, bias, size
+):
+    torch.manual_seed(0)
+    small = SmallMapConv2d(in_ch, out_ch, kernel, stride, padding, bias=bias).double()
+    conv = nn.Conv2d(in_ch, out_ch, kernel, stride, padding, bias=bias).double()
+    conv.load_state_dict(small.state_dict())  # the same parameters and state dict as nn.Conv2d
+
+    def penalised(layer):  # output, and the weight gradient of a gradient penalty (double backward)
+        x = torch.randn(3, in_ch, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        x.requires_grad_(True)
+        y = layer(x)
+        (grad,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        (weight_grad,) = torch.autograd.grad(grad.square().sum(), layer.weight)
+        return y, weight_grad
+
+    (y_small, g_small), (y_conv, g_conv) = penalised(small), penalised(conv)
+    assert y_small.shape == y_conv.shape
+    torch.testing.assert_close(y_small, y_conv)
+    torch.testing.assert_close(g_small, g_conv)
+
+
+def test_small_map_conv_matches_conv2d_under_bfloat16_autocast():
+    torch.manual_seed(0)
+    small = SmallMapConv2d(64, 32, 4, 2, 1)
+    x = torch.randn(4, 64, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_small = small(x)
+        y_conv = nn.functional.conv2d(x, small.weight, small.bias, 2, 1)
+    assert y_small.dtype == y_conv.dtype == torch.bfloat16
+    torch.testing.assert_close(y_small.float(), y_conv.float(), atol=2e-2, rtol=2e-2)

@@ -114,6 +114,16 @@ def test_two_cpu_processes_stay_in_sync(tmp_path):
     assert json.loads((out / "config.json").read_text())["num_processes"] == 2
 
 
+def test_reconstruction_warmup_trains_only_the_generator_first(tmp_path):
+    out = tmp_path / "warmup"
+    train(out, "--max_train_steps", "6", "--reconstruction_warmup_steps", "2", "--warmup_learning_rate", "0.002")
+    warm, gan = metrics(out)[0], metrics(out)[2]  # steps 0-1, and 4-5 (G steps every 4th: 0, 4)
+    assert (warm["step"], gan["step"]) == (2, 6)
+    assert set(warm) >= {"g/warmup_rec", "estimator/loss"} and not any(k.startswith("d_") for k in warm)
+    assert warm["lr"] == 0.002 and gan["lr"] == 1e-4  # the paper's rate once the GAN starts
+    assert {"d_image/loss", "d_high/loss", "g/rec"} <= set(gan) and "g/warmup_rec" not in gan
+
+
 def test_bf16_run_has_finite_losses(tmp_path):
     out = tmp_path / "bf16"
     train(out, "--max_train_steps", "4", env={"ACCELERATE_MIXED_PRECISION": "bf16"})

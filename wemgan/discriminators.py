@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .generator import LEAKY_SLOPE, Norm, norm_layer
+from .generator import LEAKY_SLOPE, Norm, SmallMapConv2d, norm_layer
 
 NUM_LAYERS = 6  # 128 -> 2 px
 
@@ -22,7 +22,7 @@ def downsampling_trunk(base_channels: int, max_channels: int, norm: Norm) -> tup
     in_ch = 3
     for i in range(NUM_LAYERS):
         out_ch = min(base_channels * 2**i, max_channels)
-        layers += [nn.Conv2d(in_ch, out_ch, 4, 2, 1), norm_layer(norm, out_ch), nn.LeakyReLU(LEAKY_SLOPE, True)]
+        layers += [SmallMapConv2d(in_ch, out_ch, 4, 2, 1), norm_layer(norm, out_ch), nn.LeakyReLU(LEAKY_SLOPE, True)]
         in_ch = out_ch
     return nn.Sequential(*layers), in_ch
 
@@ -50,9 +50,9 @@ class ImageDiscriminator(nn.Module):
         # No normalisation: the gradient penalty is defined per sample (WGAN-GP, GANimation).
         self.trunk, width = downsampling_trunk(base_channels, max_channels, "none")
         final = image_size // 2**NUM_LAYERS
-        self.adversarial = nn.Conv2d(width, 1, 3, 1, 1, bias=False)
+        self.adversarial = SmallMapConv2d(width, 1, 3, 1, 1, bias=False)
         # Regression head: one conv spanning the whole final map -> one value per AU.
-        self.au_regression = nn.Conv2d(width, num_aus, final, bias=False)
+        self.au_regression = SmallMapConv2d(width, num_aus, final, bias=False)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         _check_image(x, self.image_size, "ImageDiscriminator")
@@ -79,7 +79,7 @@ class HighFrequencyDiscriminator(nn.Module):
         super().__init__()
         self.image_size = image_size
         self.trunk, width = downsampling_trunk(base_channels, max_channels, norm)
-        self.adversarial = nn.Conv2d(width, 1, 3, 1, 1, bias=False)
+        self.adversarial = SmallMapConv2d(width, 1, 3, 1, 1, bias=False)
 
     def forward(self, x_high: Tensor) -> Tensor:
         _check_image(x_high, self.image_size, "HighFrequencyDiscriminator")

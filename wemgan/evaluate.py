@@ -16,6 +16,7 @@ Scores (see wemgan/metrics):
   dataset labels u_x, which are OpenFace output);
 - L1 / SSIM / PSNR of the self-reconstruction G(x, 0) against x;
 - IS of the edits and FID between the edits and the test images (needs --inception);
+- the built-in AU estimator against the test labels: MAE and mean per-AU Pearson correlation;
 - for --data synthfacs: L1 / PSNR / SSIM of the edit against the exact target render, and
   of the unedited source (the gain).
 Writes OUT/results.json, OUT/results.md, OUT/pairs.json and appends a line to OUT/metrics.jsonl.
@@ -48,6 +49,7 @@ TABLES = {
     "Identity and expression (Table 3)": [("acd", "ACD ↓"), ("ed", "ED ↓"), ("ed_source", "ED unedited")],
     "Self-reconstruction G(x, 0) vs x (Table 4)": [("l1", "L1 ↓"), ("ssim", "SSIM ↑"), ("psnr", "PSNR ↑")],
     "Image quality (Table 5)": [("is", "IS ↑"), ("is_std", "IS std"), ("fid", "FID ↓")],
+    "Built-in AU estimator on the test images vs their labels": [("au_mae", "MAE ↓"), ("au_pcc", "mean PCC ↑")],
 }
 PAIRED = [("l1", "L1 ↓"), ("psnr", "PSNR ↑"), ("ssim", "SSIM ↑")]  # SynthFACS: edit vs exact target render
 
@@ -156,6 +158,7 @@ def score(
     if args.write_edits:
         write_edits(args.write_edits, names, edits_u8)
     values: dict[str, float | None] = expression_scores(args, outputs, aus, targets, names)
+    values |= metrics.estimator_errors(outputs["source_aus"].numpy(), aus)
     unavailable: dict[str, str] = {}
 
     def missing(keys: Sequence[str], reason: str) -> None:

@@ -22,6 +22,21 @@ def expression_distances(measured: np.ndarray, target: np.ndarray) -> np.ndarray
     return np.linalg.norm(measured - target, axis=1)
 
 
+def estimator_errors(measured: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """How well a measurer (the built-in AU estimator) reads AUs: ED is only as good as it.
+
+    au_mae: mean |measured - label| over samples and AUs ([0, 1] scale);
+    au_pcc: Pearson correlation per AU over the samples, averaged over the AUs whose labels
+    vary (the usual AU-intensity score; a constant AU has no correlation).
+    """
+    measured, labels = np.asarray(measured, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    if measured.shape != labels.shape or measured.ndim != 2 or len(measured) < 2:
+        raise ValueError(f"expected two N x 17 arrays of one shape, N >= 2, got {measured.shape} and {labels.shape}")
+    varying = (labels.std(0) > 0) & (measured.std(0) > 0)
+    pcc = [np.corrcoef(measured[:, j], labels[:, j])[0, 1] for j in np.flatnonzero(varying)]
+    return {"au_mae": float(np.abs(measured - labels).mean()), "au_pcc": float(np.mean(pcc)) if pcc else float("nan")}
+
+
 def read_openface_aus(path: str | Path, names: Sequence[str]) -> np.ndarray:
     """N x 17 AUs in [0, 1] that OpenFace measured on the images named `names` (file stems, e.g. "00012").
 
