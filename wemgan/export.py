@@ -115,6 +115,8 @@ def write_hub_folder(
         source = model if dtype is None else _copy_as(model, dtype)
         (staging / "README.md").write_text(card or model_card(model))  # written first: the mixin keeps it
         source.save_pretrained(staging)
+        for file in staging.iterdir():  # the Hub client writes its temp files owner-only
+            file.chmod(0o644)
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,88 @@
+"""The model shipped in hub/default: its files, size and card, and that it does what the card says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from wemgan import WEMGAN, metrics
+from wemgan.demo import load_model
+
+DEFAULT = Path(__file__).resolve().parents[1] / "hub" / "default"
+FACES_AU = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-au"
+MAX_BYTES = 40 * 2**20
+
+
+@pytest.fixture(scope="module")
+def shipped() -> WEMGAN:
+    return WEMGAN.from_pretrained(DEFAULT)
+
+
+@pytest.fixture(scope="module")
+def card() -> str:
+    return (DEFAULT / "README.md").read_text()
+
+
+def card_table(card: str, header: str) -> dict[str, float]:
+    """The values of the card's Markdown table whose header row contains `header`."""
+    lines = card.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("|") and header in line)
+    names = [cell.strip().split(" ")[0] for cell in lines[row].strip("|").split("|")]
+    values = [float(cell) for cell in lines[row + 2].strip("|").split("|")]
+    return dict(zip(names, values, strict=True))
+
+
+def test_folder_holds_config_weights_and_card_within_40_mb():
+    assert sorted(p.name for p in DEFAULT.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sum(p.stat().st_size for p in DEFAULT.iterdir()) <= MAX_BYTES
+    with safe_open(DEFAULT / "model.safetensors", "pt") as weights:
+        names = weights.keys()  # a safetensors file handle is not iterable
+        assert {weights.get_slice(name).get_dtype() for name in names} == {"F16"}
+
+
+def test_loads_as_a_trained_model_that_the_app_serves(shipped):
+    assert shipped.is_trained and shipped.provenance["dataset"].endswith("faces-au")
+    model, status = load_model(str(DEFAULT))
+    assert model is not None, status
+    assert next(model.parameters()).dtype == torch.float32  # fp16 storage, fp32 compute
+
+
+def test_card_states_data_licence_commands_results_and_limits(card):
+    assert "license: other" in card and "non-commercial" in card.lower()
+    for needed in (
+        "train_accelerate.py",
+        "python -m wemgan.evaluate",
+        "Held-out",
+        "## Intended use",
+        "## Known limits",
+    ):
+        assert needed in card, needed
+    assert {"L1", "SSIM", "PSNR"} <= set(card_table(card, "PSNR"))
+    assert {"ACD", "ED"} <= set(card_table(card, "ACD"))
+    assert "MAE" in card_table(card, "MAE")
+
+
+def test_zero_edit_returns_the_photo_and_a_preset_changes_it(shipped):
+    face = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(shipped.edit(face, delta={"AU12": 0.0}), face)
+    assert (shipped.edit(face, aus="Happy") - face).abs().max() > 0.02
+
+
+@pytest.mark.skipif(not FACES_AU.is_dir(), reason="../shared/data/faces-au is not here")
+def test_held_out_faces_reproduce_the_card(shipped, card):
+    """64 test faces: reconstruction near the card's full-test PSNR, and edits closer to their targets."""
+    from wemgan.evaluate import load_test_data, make_pairs, run_model
+
+    images, aus, _ = load_test_data(str(FACES_AU), "test", 64, shipped.image_size)
+    targets = make_pairs(len(images), seed=0)
+    out = run_model(shipped.float().eval(), images, aus, targets, batch_size=16)
+    psnr = float(metrics.psnr(metrics.to_unit(out["reconstructions"]), metrics.to_unit(images)).mean())
+    assert psnr == pytest.approx(card_table(card, "PSNR")["PSNR"], abs=1.5)
+    edited = metrics.expression_distances(out["edit_aus"].numpy(), aus[targets]).mean()
+    unedited = metrics.expression_distances(out["source_aus"].numpy(), aus[targets]).mean()
+    assert edited < unedited
+    assert np.isfinite(out["edits"].numpy()).all()
