@@ -67,6 +67,7 @@ def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> s
         "",
         "```python",
         "from wemgan import WEMGAN",
+        "",  # formatted as ruff formats Markdown code blocks: the card is checked in
         'model = WEMGAN.from_pretrained("path/or/hub-id")',
         'edited = model.edit(face, aus={"AU12": 0.8, "AU06": 0.6})',
         "```",
