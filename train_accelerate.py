@@ -341,9 +341,10 @@ def main(args: argparse.Namespace) -> None:
                 logs.update(lr=optimizers["generator"].param_groups[0]["lr"], epoch=epoch,
                             samples_per_s=ticked_samples / (time.perf_counter() - tick))  # fmt: skip
                 _log(accelerator, output_dir, logs, step)
-                progress.set_postfix(
-                    d=f"{logs.get('d_image/loss', float('nan')):.2f}", g=f"{logs.get('g/loss', float('nan')):.2f}"
-                )
+                if "g/warmup_rec" in logs:  # warm-up: no critics yet, G's loss is the L1
+                    progress.set_postfix(warmup_l1=f"{logs['g/warmup_rec']:.4f}")
+                else:
+                    progress.set_postfix(d=f"{logs['d_image/loss']:.2f}", g=f"{logs.get('g/loss', float('nan')):.2f}")
                 sums, counts, tick, ticked_samples = {}, {}, time.perf_counter(), 0
             if args.sample_steps and (step % args.sample_steps == 0 or step == total_steps):
                 _write_samples(accelerator, output_dir, ema or generator, sample_faces, sample_aus, step)
