@@ -42,7 +42,7 @@ def faces(tmp_path_factory) -> dict[str, Path]:
 def client(tmp_path_factory) -> Client:
     """The app on a trained tiny model, served on 127.0.0.1 as `python app.py` serves it."""
     folder = tmp_path_factory.mktemp("model")
-    WEMGAN(**TINY, provenance={"data": "unit-test weights"}).save_pretrained(folder)
+    WEMGAN(**TINY, provenance={"dataset": "unit-test weights", "steps": 1}).save_pretrained(folder)
     model, status = app.load_model(str(folder))
     assert model is not None and "unit-test weights" in status
     demo = app.build_demo(model, status)

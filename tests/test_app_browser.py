@@ -33,7 +33,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def url(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("model")
-    WEMGAN(**TINY, provenance={"data": "unit-test weights"}).save_pretrained(folder)
+    WEMGAN(**TINY, provenance={"dataset": "unit-test weights", "steps": 1}).save_pretrained(folder)
     demo = app.build_demo(*app.load_model(str(folder)))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

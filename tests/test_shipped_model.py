@@ -48,6 +48,7 @@ def test_loads_as_a_trained_model_that_the_app_serves(shipped):
     assert shipped.is_trained and shipped.provenance["dataset"].endswith("faces-au")
     model, status = load_model(str(DEFAULT))
     assert model is not None, status
+    assert "8000 training steps" in status and "non-commercial" in status  # what the visitor reads
     assert next(model.parameters()).dtype == torch.float32  # fp16 storage, fp32 compute
 
 

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from wemgan.aus import AU_NAMES, EXPRESSIONS
 from wemgan.data import synthetic
+from wemgan.export import data_licence
 from wemgan.faces import FaceNotFoundError, FacesExtraMissingError
 from wemgan.images import MAX_PIXELS, ImageTooLargeError, InvalidImageError
 from wemgan.model import WEMGAN
@@ -50,7 +51,9 @@ def load_model(source: str) -> tuple[WEMGAN | None, str]:
         return None, f"The model `{source}` could not be loaded: {error}"
     if not model.is_trained:
         return None, f"The model in `{source}` was never trained; its edits would be noise, so none are shown."
-    return model, f"Model: `{source}` ({model.provenance.get('data', 'unknown data')})."
+    info = model.provenance
+    _, data = data_licence(str(info.get("dataset", "unknown data")))
+    return model, f"Model: `{source}`, {info.get('steps', 'an unknown number of')} training steps. {data}"
 
 
 # ------------------------------------------------------------------- errors
