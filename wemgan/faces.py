@@ -297,21 +297,24 @@ def hog_detector() -> Any:
     return _dlib().get_frontal_face_detector()
 
 
+def model_file(name: str, needed_for: str) -> Path:
+    """The path of one of face_recognition_models' files; FacesExtraMissingError naming
+    `needed_for` when the package is missing or did not install that file."""
+    path = models_dir() / name
+    if not path.is_file():
+        raise FacesExtraMissingError(f"{needed_for} needs {path}, which face_recognition_models did not install")
+    return path
+
+
 @functools.cache
 def _cnn_detector() -> Any:
-    path = models_dir() / "mmod_human_face_detector.dat"
-    if not path.is_file():
-        raise FacesExtraMissingError(f"detector='cnn' needs {path}, which face_recognition_models did not install")
-    return _dlib().cnn_face_detection_model_v1(str(path))
+    return _dlib().cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat", "detector='cnn'")))
 
 
 @functools.cache
 def landmark_model() -> Any:
     """dlib's 5-point shape predictor from face_recognition_models (one per process)."""
-    path = models_dir() / "shape_predictor_5_face_landmarks.dat"
-    if not path.is_file():
-        raise FacesExtraMissingError(f"face alignment needs {path}, which face_recognition_models did not install")
-    return _dlib().shape_predictor(str(path))
+    return _dlib().shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat", "face alignment")))
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,10 @@ def acd_unavailable() -> str | None:
     """Why ACD cannot be computed (the `faces` extra or its recognition model is missing), or None."""
     if not faces.available():
         return f"ACD needs dlib and face_recognition_models, which are not installed: {faces.FACES_EXTRA}"
-    path = faces.models_dir() / RECOGNITION_MODEL
-    if not path.is_file():
-        return f"ACD needs {path}, which face_recognition_models did not install"
+    try:
+        faces.model_file(RECOGNITION_MODEL, "ACD")
+    except faces.FacesExtraMissingError as error:
+        return str(error)
     return None
 
 
@@ -37,7 +38,7 @@ def acd_unavailable() -> str | None:
 def _recognizer() -> Any:
     import dlib
 
-    return dlib.face_recognition_model_v1(str(faces.models_dir() / RECOGNITION_MODEL))
+    return dlib.face_recognition_model_v1(str(faces.model_file(RECOGNITION_MODEL, "ACD")))
 
 
 def face_box(image: np.ndarray) -> Any:
