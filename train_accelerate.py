@@ -310,10 +310,11 @@ def main(args: argparse.Namespace) -> None:
         for batch in batches:
             warmup = step < args.reconstruction_warmup_steps
             for name, opt in optimizers.items():
+                lr = base_lrs[name] * lr_factor(step, total_steps, decay_start)
+                if warmup and name == "generator":
+                    lr = args.warmup_learning_rate
                 for group in opt.param_groups:
-                    group["lr"] = base_lrs[name] * lr_factor(step, total_steps, decay_start)
-                    if warmup and name == "generator":
-                        group["lr"] = args.warmup_learning_rate
+                    group["lr"] = lr
             rng = step_generator(args.seed, step, accelerator.process_index, accelerator.device)
             x, u_x = batch["image"], batch["aus"]
             u_y = pair_targets(u_x, rng, args.target_noise)
@@ -390,10 +391,7 @@ def critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights: LossWeigh
             d_high = high_frequency_discriminator_loss(nets["high_frequency_critic"], x, fake, weights, grad_scale, rng)
         _update(accelerator, optimizers["high_frequency_critic"], d_high["loss"])
         terms.update({f"d_high/{k}": v for k, v in d_high.items()})
-    with accelerator.autocast():
-        estimator_loss = au_regression_loss(nets["estimator"](x), u_x)
-    _update(accelerator, optimizers["estimator"], estimator_loss)
-    terms["estimator/loss"] = estimator_loss.detach()
+    terms["estimator/loss"] = estimator_step(accelerator, nets, optimizers, x, u_x)
     return terms
 
 
@@ -423,10 +421,15 @@ def warmup_step(accelerator, nets, optimizers, x, u_x) -> dict[str, torch.Tensor
     with accelerator.autocast():
         rec = l1_distance(x, nets["generator"](x, torch.zeros_like(u_x)))
     _update(accelerator, optimizers["generator"], rec)
+    return {"g/warmup_rec": rec.detach(), "estimator/loss": estimator_step(accelerator, nets, optimizers, x, u_x)}
+
+
+def estimator_step(accelerator, nets, optimizers, x, u_x) -> torch.Tensor:
+    """The AU estimator's regression step on real images and their labels; its detached loss."""
     with accelerator.autocast():
-        estimator_loss = au_regression_loss(nets["estimator"](x), u_x)
-    _update(accelerator, optimizers["estimator"], estimator_loss)
-    return {"g/warmup_rec": rec.detach(), "estimator/loss": estimator_loss.detach()}
+        loss = au_regression_loss(nets["estimator"](x), u_x)
+    _update(accelerator, optimizers["estimator"], loss)
+    return loss.detach()
 
 
 def _update(accelerator: Accelerator, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
