@@ -80,7 +80,7 @@ def test_held_out_faces_reproduce_the_card(shipped, card):
 
     images, aus, _ = load_test_data(str(FACES_AU), "test", 64, shipped.image_size)
     targets = make_pairs(len(images), seed=0)
-    out = run_model(shipped.float().eval(), images, aus, targets, batch_size=16)
+    out = run_model(shipped, images, aus, targets, batch_size=16)
     psnr = float(metrics.psnr(metrics.to_unit(out["reconstructions"]), metrics.to_unit(images)).mean())
     assert psnr == pytest.approx(card_table(card, "PSNR")["PSNR"], abs=1.5)
     edited = metrics.expression_distances(out["edit_aus"].numpy(), aus[targets]).mean()
