@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import safetensors.torch
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -34,6 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from wemgan.au_estimator import AUEstimator
+from wemgan.augment import judging_views
 from wemgan.aus import EXPRESSIONS, NUM_AUS
 from wemgan.data.datasets import load_training_data, pair_targets
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
@@ -46,6 +48,7 @@ from wemgan.losses import (
     high_frequency_discriminator_loss,
     image_discriminator_loss,
     l1_distance,
+    robust_expression_loss,
 )
 from wemgan.model import WEMGAN
 
@@ -96,6 +99,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="first N steps train G on self-reconstruction L1 alone (no critics), then the paper's GAN",
     )
     add("--warmup_learning_rate", type=float, default=1e-3, help="G's learning rate during that warm-up")
+    add(
+        "--max_cpu_minutes",
+        type=float,
+        default=None,
+        help="stop (checkpoint and export) once this process has used this much CPU time: equal-cost trials",
+    )
+    # not in the paper: a generator that edits by motion, judged by a frozen robust AU reader
+    # (docs/recipe-trials.md); the defaults are the paper's
+    add(
+        "--generator_output",
+        default="image",
+        choices=["image", "mask", "warp"],
+        help="image: the decoder paints the edit (paper); mask: GANimation blend; warp: flow + masked colour",
+    )
+    add("--upsample", default="transposed", choices=["transposed", "resize"], help="decoder upsampling")
+    add(
+        "--expression_loss",
+        default="critic",
+        choices=["critic", "estimator"],
+        help="critic: D_I's AU head judges G's edits (paper); estimator: a frozen AU estimator (--estimator_path) "
+        "judges low-passed, shifted, noised copies of them (wemgan.losses.robust_expression_loss)",
+    )
+    add(
+        "--estimator_path",
+        default=None,
+        help="folder of a trained AU estimator (python -m wemgan.au_training): used frozen for reading AUs "
+        "and exported with the model instead of training one alongside the GAN",
+    )
+    add("--lambda_mask", type=float, default=5.0, help="mask/warp generators: mean of the colour mask")
+    add("--lambda_mask_tv", type=float, default=1.0, help="mask/warp generators: total variation of the mask")
+    add("--lambda_flow", type=float, default=10.0, help="warp generators: flow smoothness")
     # objective (paper eqs. 1-9)
     add("--lambda_gp", type=float, default=10.0)
     add("--lambda_d_cond", type=float, default=150.0, help="λ1")
@@ -120,6 +154,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.checkpoints_total_limit < 1:
         p.error("--checkpoints_total_limit must be at least 1 (the newest checkpoint is always kept)")
+    if args.expression_loss == "estimator" and not args.estimator_path:
+        p.error("--expression_loss estimator needs --estimator_path (train one: python -m wemgan.au_training)")
+    if args.expression_loss == "estimator" and args.target_noise:
+        p.error("--expression_loss estimator matches the estimator's reading of real donor faces: no --target_noise")
     preset = dict(PRESETS[args.preset])
     if args.num_epochs is not None:  # an explicit epoch count is not cut short by the preset's step cap
         preset.pop("max_train_steps")
@@ -131,16 +169,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # ----------------------------------------------------------------------------- helpers
 def build_networks(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
+    """The networks to train (a frozen --estimator_path estimator is loaded by load_estimator)."""
     nets = {
         "generator": Generator(
-            NUM_AUS, args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion
+            NUM_AUS, args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
+            output=args.generator_output, upsample=args.upsample,
         ),
         "image_critic": ImageDiscriminator(NUM_AUS, args.critic_base_channels, args.critic_max_channels),
-        "estimator": AUEstimator(NUM_AUS, args.estimator_channels, args.estimator_max_channels),
-    }
+    }  # fmt: skip
+    if not args.estimator_path:
+        nets["estimator"] = AUEstimator(NUM_AUS, args.estimator_channels, args.estimator_max_channels)
     if not args.no_high_frequency_critic:
         nets["high_frequency_critic"] = HighFrequencyDiscriminator(args.critic_base_channels, args.critic_max_channels)
     return nets
+
+
+def load_estimator(args: argparse.Namespace) -> AUEstimator:
+    """The frozen AU estimator of --estimator_path (model.json + model.safetensors of wemgan.au_training);
+    sets args' estimator widths so that the exported model is configured to hold it."""
+    folder = Path(args.estimator_path)
+    record = json.loads((folder / "model.json").read_text())
+    if record.get("network") != "estimator":
+        raise ValueError(f"{folder} holds a {record.get('network')!r}, not an AU estimator")
+    args.estimator_channels = record["estimator_channels"]
+    args.estimator_max_channels = record["estimator_max_channels"]
+    args.estimator_calibration_knots = record["estimator_calibration_knots"]
+    estimator = AUEstimator(NUM_AUS, args.estimator_channels, args.estimator_max_channels,
+                            args.estimator_calibration_knots)  # fmt: skip
+    estimator.load_state_dict(safetensors.torch.load_file(str(folder / "model.safetensors")), strict=True)
+    return estimator.eval().requires_grad_(False)
 
 
 def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estimator: torch.nn.Module, step: int):
@@ -148,7 +205,8 @@ def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estima
     model = WEMGAN(
         base_channels=args.base_channels, max_channels=args.max_channels, skip_levels=args.skip_levels,
         skip_kind=args.skip_kind, au_fusion=args.au_fusion, estimator_channels=args.estimator_channels,
-        estimator_max_channels=args.estimator_max_channels,
+        estimator_max_channels=args.estimator_max_channels, generator_output=args.generator_output,
+        upsample=args.upsample, estimator_calibration_knots=getattr(args, "estimator_calibration_knots", 0),
         provenance={"dataset": str(args.dataset), "steps": step, "command": args.command, "config": args.config},
     )  # fmt: skip
     model.generator.load_state_dict(generator.state_dict())
@@ -220,6 +278,8 @@ def main(args: argparse.Namespace) -> None:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
     set_seed(args.seed)
+    if args.max_cpu_minutes is not None and accelerator.num_processes > 1:
+        raise ValueError("--max_cpu_minutes is for single-process trials (processes would stop at different steps)")
     args.command = "train_accelerate.py " + shlex.join(sys.argv[1:])
     args.config = {k: v for k, v in vars(args).items() if k not in ("config", "command")}
     args.config.update(mixed_precision=accelerator.mixed_precision, num_processes=accelerator.num_processes)
@@ -243,6 +303,7 @@ def main(args: argparse.Namespace) -> None:
 
     # --- models and optimizers: one Adam per network (paper: 1e-4, β 0.5/0.999)
     nets = build_networks(args)
+    frozen_estimator = load_estimator(args) if args.estimator_path else None
     optimizers = {
         name: torch.optim.Adam(
             net.parameters(),
@@ -256,6 +317,9 @@ def main(args: argparse.Namespace) -> None:
     nets = dict(zip(names, prepared[: len(names)], strict=True))
     optimizers = dict(zip(names, prepared[len(names) : 2 * len(names)], strict=True))
     loader = prepared[-1]
+    if frozen_estimator is not None:
+        frozen_estimator.to(accelerator.device)
+    estimator = frozen_estimator if frozen_estimator is not None else nets["estimator"]
     base_lrs = {name: opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
     ema = None
     if args.ema_decay is not None:
@@ -269,7 +333,8 @@ def main(args: argparse.Namespace) -> None:
     # Constant until the start of epoch lr_decay_start_epoch, then linear to 0 at the last step;
     # a run cut short by --max_train_steps before that epoch keeps the constant rate.
     decay_start = min((args.lr_decay_start_epoch - 1) * steps_per_epoch, total_steps)
-    weights = LossWeights(args.lambda_gp, args.lambda_d_cond, args.lambda_g_cond, args.lambda_rec)
+    weights = LossWeights(args.lambda_gp, args.lambda_d_cond, args.lambda_g_cond, args.lambda_rec,
+                          args.lambda_mask, args.lambda_mask_tv, args.lambda_flow)  # fmt: skip
     if accelerator.is_main_process:
         params = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
         print(f"{len(dataset)} samples, {steps_per_epoch} steps/epoch, {total_steps} steps, lr decay from "
@@ -303,6 +368,11 @@ def main(args: argparse.Namespace) -> None:
     counts: dict[str, int] = {}  # G terms arrive every n_critic steps only
     tick, ticked_samples = time.perf_counter(), 0
     generator = nets["generator"]
+    cpu_at_start = time.process_time()  # --max_cpu_minutes counts this session's CPU time
+
+    def out_of_cpu_time() -> bool:
+        return args.max_cpu_minutes is not None and time.process_time() - cpu_at_start > 60 * args.max_cpu_minutes
+
     while step < total_steps:
         epoch, skip = divmod(step, steps_per_epoch)
         loader.set_epoch(epoch)
@@ -317,15 +387,18 @@ def main(args: argparse.Namespace) -> None:
                     group["lr"] = lr
             rng = step_generator(args.seed, step, accelerator.process_index, accelerator.device)
             x, u_x = batch["image"], batch["aus"]
-            u_y = pair_targets(u_x, rng, args.target_noise)
+            u_y, donors = pair_targets(u_x, rng, args.target_noise, return_donors=True)
             u_rel = u_y - u_x
+            expression = None
+            if args.expression_loss == "estimator" and not warmup and step % args.n_critic == 0:
+                expression = robust_expression(accelerator, frozen_estimator, x, donors, rng)
 
             if warmup:  # G learns to copy its input first: every step, no critics
                 terms = warmup_step(accelerator, nets, optimizers, x, u_x)
             else:
                 terms = critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, rng)
             if not warmup and step % args.n_critic == 0:
-                terms.update(generator_step(accelerator, nets, optimizers, x, u_rel, u_y, weights))
+                terms.update(generator_step(accelerator, nets, optimizers, x, u_rel, u_y, weights, expression))
             if ema is not None and (warmup or step % args.n_critic == 0):
                 ema.update_parameters(accelerator.unwrap_model(generator))
             check_finite(terms, "loss", step, last_checkpoint)
@@ -350,11 +423,14 @@ def main(args: argparse.Namespace) -> None:
             if args.sample_steps and (step % args.sample_steps == 0 or step == total_steps):
                 _write_samples(accelerator, output_dir, ema or generator, sample_faces, sample_aus, step)
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
-                last_checkpoint = _save_checkpoint(accelerator, args, output_dir, nets, ema, step)
+                last_checkpoint = _save_checkpoint(accelerator, args, output_dir, nets, ema, estimator, step)
             if args.export_every and step % args.export_every == 0:
-                _export(accelerator, args, output_dir / "hub", nets, ema, step)
-            if step >= total_steps:
+                _export(accelerator, args, output_dir / "hub", nets, ema, estimator, step)
+            if step >= total_steps or out_of_cpu_time():
                 break
+        if out_of_cpu_time():
+            accelerator.print(f"stopping at step {step}: --max_cpu_minutes {args.max_cpu_minutes} used")
+            break
     progress.close()
 
     # --- the end: replicas agree, final checkpoint + Hub folder, clean shutdown (gloo, see NOTES)
@@ -363,8 +439,8 @@ def main(args: argparse.Namespace) -> None:
     if accelerator.is_main_process:
         _append_jsonl(output_dir / "metrics.jsonl", {"step": step, "replicas_in_sync": in_sync})
     if last_checkpoint is None or last_checkpoint.name != f"checkpoint-{step}":
-        _save_checkpoint(accelerator, args, output_dir, nets, ema, step)
-    folder = _export(accelerator, args, output_dir / "hub", nets, ema, step)
+        _save_checkpoint(accelerator, args, output_dir, nets, ema, estimator, step)
+    folder = _export(accelerator, args, output_dir / "hub", nets, ema, estimator, step)
     if accelerator.is_main_process and args.push_to_hub:
         print(f"pushed: {push_folder(folder, args.push_to_hub)}")
     accelerator.wait_for_everyone()
@@ -391,23 +467,28 @@ def critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights: LossWeigh
             d_high = high_frequency_discriminator_loss(nets["high_frequency_critic"], x, fake, weights, grad_scale, rng)
         _update(accelerator, optimizers["high_frequency_critic"], d_high["loss"])
         terms.update({f"d_high/{k}": v for k, v in d_high.items()})
-    terms["estimator/loss"] = estimator_step(accelerator, nets, optimizers, x, u_x)
+    if "estimator" in nets:
+        terms["estimator/loss"] = estimator_step(accelerator, nets, optimizers, x, u_x)
     return terms
 
 
-def generator_step(accelerator, nets, optimizers, x, u_rel, u_y, weights: LossWeights) -> dict[str, torch.Tensor]:
+def generator_step(
+    accelerator, nets, optimizers, x, u_rel, u_y, weights: LossWeights, expression=None
+) -> dict[str, torch.Tensor]:
     """G on one batch (eq. 9). The critics judge through their unwrapped modules with
-    requires_grad off: no gradients for them, and no DDP reduction to wait for."""
+    requires_grad off: no gradients for them, and no DDP reduction to wait for.
+    expression: L_Gcond as a function of the edit (robust_expression), else D_I's AU head (paper)."""
     critics = [accelerator.unwrap_model(nets[n]) for n in ("image_critic", "high_frequency_critic") if n in nets]
     for critic in critics:
         critic.requires_grad_(False)
     generator = nets["generator"]
     with accelerator.autocast():  # one region: G's weights are cast once for its two calls
         # G(x, u_rel) and G(x, 0) in one call: instance norm is per sample, so batching changes nothing.
-        fake, x_self = generator(torch.cat([x, x]), torch.cat([u_rel, torch.zeros_like(u_rel)])).chunk(2)
+        both, parts = generator(torch.cat([x, x]), torch.cat([u_rel, torch.zeros_like(u_rel)]), return_parts=True)
+        fake, x_self = both.chunk(2)
         x_cycle = generator(fake, -u_rel)
         high = critics[1] if len(critics) > 1 else None
-        terms = generator_loss(fake, x, x_self, x_cycle, u_y, critics[0], high, weights)
+        terms = generator_loss(fake, x, x_self, x_cycle, u_y, critics[0], high, weights, expression, parts)
     _update(accelerator, optimizers["generator"], terms["loss"])
     for critic in critics:
         critic.requires_grad_(True)
@@ -421,7 +502,24 @@ def warmup_step(accelerator, nets, optimizers, x, u_x) -> dict[str, torch.Tensor
     with accelerator.autocast():
         rec = l1_distance(x, nets["generator"](x, torch.zeros_like(u_x)))
     _update(accelerator, optimizers["generator"], rec)
-    return {"g/warmup_rec": rec.detach(), "estimator/loss": estimator_step(accelerator, nets, optimizers, x, u_x)}
+    terms = {"g/warmup_rec": rec.detach()}
+    if "estimator" in nets:
+        terms["estimator/loss"] = estimator_step(accelerator, nets, optimizers, x, u_x)
+    return terms
+
+
+def robust_expression(accelerator, estimator: AUEstimator, x, donors, rng):
+    """--expression_loss estimator: L_Gcond(fake) = the frozen estimator's raw reading of judging views
+    of the edit against its reading of such views of the donor faces (whose AUs are the targets).
+    Readings of real faces, not labels, are the target: the raw reading of a face with AU12 0.9 is
+    lower than 0.9 (regression to the mean), and asking for 0.9 would reward exaggeration."""
+    with torch.no_grad(), accelerator.autocast():
+        targets = estimator(judging_views(x, rng), calibrated=False).float()[donors]
+
+    def loss(fake: torch.Tensor) -> torch.Tensor:
+        return robust_expression_loss(lambda v: estimator(v, calibrated=False), fake, targets, rng)
+
+    return loss
 
 
 def estimator_step(accelerator, nets, optimizers, x, u_x) -> torch.Tensor:
@@ -474,7 +572,7 @@ def _write_samples(accelerator, output_dir: Path, generator, faces, aus, step: i
     save_atomic_png(grid, output_dir / "samples" / f"step-{step:07d}.png")
 
 
-def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, step: int) -> Path:
+def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, estimator, step: int) -> Path:
     """accelerate state + the inference model, written under a .tmp name and renamed when complete."""
     final = output_dir / "checkpoints" / f"checkpoint-{step}"
     staging = final.with_name(final.name + ".tmp")
@@ -485,7 +583,7 @@ def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, step: int) 
     accelerator.save_state(str(staging))
     if accelerator.is_main_process:
         (staging / "train_state.json").write_text(json.dumps({"step": step}))
-        _inference_from(accelerator, args, nets, ema, step).save_pretrained(staging / "inference")
+        _inference_from(accelerator, args, nets, ema, estimator, step).save_pretrained(staging / "inference")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         for old in list_checkpoints(output_dir)[: -args.checkpoints_total_limit]:
@@ -494,14 +592,14 @@ def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, step: int) 
     return final
 
 
-def _inference_from(accelerator, args, nets, ema, step: int) -> WEMGAN:
+def _inference_from(accelerator, args, nets, ema, estimator, step: int) -> WEMGAN:
     generator = ema.module if ema is not None else accelerator.unwrap_model(nets["generator"])
-    return inference_model(args, generator, accelerator.unwrap_model(nets["estimator"]), step)
+    return inference_model(args, generator, accelerator.unwrap_model(estimator), step)
 
 
-def _export(accelerator, args, folder: Path, nets, ema, step: int) -> Path:
+def _export(accelerator, args, folder: Path, nets, ema, estimator, step: int) -> Path:
     if accelerator.is_main_process:
-        model = _inference_from(accelerator, args, nets, ema, step)
+        model = _inference_from(accelerator, args, nets, ema, estimator, step)
         write_hub_folder(model.cpu(), folder, model_card(model))
         print(f"Hub folder: {folder} (load with WEMGAN.from_pretrained({str(folder)!r}))")
     accelerator.wait_for_everyone()

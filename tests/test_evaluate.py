@@ -156,3 +156,31 @@ def test_ablation_variants_are_checked():
     args, extra = ablations.parse_args(["--out", "x", "--base_channels", "8"])
     assert args.variants == list(ablations.VARIANTS) and extra == ["--base_channels", "8"]
     assert sys.executable  # the runner trains with this interpreter
+
+
+def test_user_edits_are_scored_by_measures_the_generator_cannot_fool(model_dir, tmp_path):
+    from wemgan import edit_evaluation
+
+    results = run(model_dir, tmp_path / "e", "--edit-faces", "4")
+    edits = results["edits"]
+    assert edits["faces"] == 4 and set(edits) == {"faces", "user", "raw"}
+    for mode in ("user", "raw"):
+        assert set(edits[mode]) >= {"transfer", *edit_evaluation.PRESETS}
+        assert all(np.isfinite(edits[mode][kind]["chroma_ratio"]) for kind in edit_evaluation.PRESETS)
+    if "edits/judge" not in results["unavailable"]:
+        assert edits["user"]["transfer"]["judge_ed_ratio"] > 0
+    if "edits/geometry" not in results["unavailable"]:
+        assert "lip_corner_lift_fraction" in edits["user"]["Happy"]
+        assert edits["user"]["single_AU12"]["measure"] == "lip_corner_lift"
+    sheet = Image.open(tmp_path / "e" / "sheet.png")
+    assert sheet.size == (7 * 128 * 2, 4 * 128 * 2)  # 7 columns, 4 faces (fewer than 8 given), 2x
+    assert "Edits as users get them" in (tmp_path / "e" / "results.md").read_text()
+
+
+def test_surprise_is_judged_against_its_strongest_natural_effects():
+    from wemgan import edit_evaluation
+    from wemgan.metrics import natural_effects
+
+    chosen = edit_evaluation.preset_references("Surprise", natural_effects())
+    assert chosen["brow_height"][0] == "AU02" and chosen["mouth_opening"][0] == "AU25"
+    assert edit_evaluation.preset_references("Happy", natural_effects())["lip_corner_lift"][0] == "AU12"

@@ -19,7 +19,12 @@ Scores (see wemgan/metrics):
 - the built-in AU estimator against the test labels: MAE and mean per-AU Pearson correlation;
 - for --data synthfacs: L1 / PSNR / SSIM of the edit against the exact target render, and
   of the unedited source (the gain).
-Writes OUT/results.json, OUT/results.md, OUT/pairs.json and appends a line to OUT/metrics.jsonl.
+The edits users get (WEMGAN.edit: estimator-read AUs, change pasted back) are scored beside the
+raw output on --edit-faces faces by measures a generator cannot fool: the independent AU judge,
+landmark geometry, chroma ratio, speckle share, ACD (wemgan/edit_evaluation.py); OUT/sheet.png
+shows 8 faces x (source, reference, transfer, Happy, Surprise, Sad, Anger) at 2x for a person to judge.
+Writes OUT/results.json, OUT/results.md, OUT/pairs.json, OUT/sheet.png and appends a line to
+OUT/metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--openface-csv", type=Path, default=None, help="OpenFace output for the --write-edits folder")
     p.add_argument("--inception", type=Path, default=None, help="TorchScript Inception (see wemgan/metrics/fid_is.py)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--edit-faces", type=int, default=128, help="faces for the user-edit measures and sheet; 0 = skip")
     return p.parse_args(argv)
 
 
@@ -229,6 +235,10 @@ def markdown(results: dict) -> str:
         ]
     if "paired_l1" in results["metrics"]:
         lines += paired_table(results["metrics"])
+    if results.get("edits"):
+        from .edit_evaluation import markdown as edit_markdown
+
+        lines += edit_markdown(results["edits"], metrics.reference_points())
     if results["unavailable"]:
         by_reason: dict[str, list[str]] = {}
         for key, reason in results["unavailable"].items():
@@ -269,6 +279,15 @@ def evaluate(args: argparse.Namespace) -> dict:
     pairs = {"data": str(args.data), "split": args.split, "seed": seed, "targets": targets}
     (args.out / "pairs.json").write_text(json.dumps(pairs) + "\n")
     values, unavailable = score(args, model, images, aus, identities, targets)
+    edit_scores = None
+    if args.edit_faces:
+        from .edit_evaluation import score_edits
+
+        edit_scores, sheet, edit_unavailable = score_edits(
+            model, metrics.to_uint8(images), aus, targets, args.edit_faces
+        )
+        sheet.save(args.out / "sheet.png")
+        unavailable |= {f"edits/{key}": reason for key, reason in edit_unavailable.items()}
     results = {
         "model": str(args.model),
         "trained": model.is_trained,
@@ -282,6 +301,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "psnr_cap_db": metrics.PSNR_CAP,
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "metrics": values,
+        "edits": edit_scores,
         "unavailable": unavailable,
     }
     write_results(args.out, results)

@@ -19,6 +19,8 @@ from .wavelets import HighFrequency
 SkipKind = Literal["haar", "plain"]
 AUFusion = Literal["multi", "single"]
 Norm = Literal["instance", "none"]
+Output = Literal["image", "mask", "warp"]
+Upsample = Literal["transposed", "resize"]
 
 # Encoder depths (feature of resolution image_size / 2**depth) that send a skip connection
 # to the decoder, by number of DIT levels (Table 7). At 128 px, 3 levels are the paper's
@@ -32,6 +34,9 @@ SKIP_DEPTHS: dict[int, tuple[int, ...]] = {
 
 NUM_DOWNSAMPLES = 5  # 128 -> 4: five stride-2 convolutions
 LEAKY_SLOPE = 0.2  # not given in the paper; the usual GAN choice
+FLOW_DEPTH = 2  # the warp head predicts its flow on the decoder's 32 px map (at 128 px): smooth by construction
+MAX_FLOW = 0.2  # largest displacement, in [-1, 1] image coordinates (0.2 = 13 px at 128 px)
+MASK_BIAS = -4.0  # initial mask logit: sigmoid(-4) = 0.02, so an untrained mask/warp head copies its input
 
 
 def norm_layer(kind: Norm, channels: int) -> nn.Module:
@@ -123,8 +128,41 @@ class SingleAUFusion(nn.Module):
         return self.conv(torch.cat([z, tile_aus(aus, z)], 1))
 
 
+def upsampling_conv(in_channels: int, out_channels: int, kind: Upsample) -> nn.Module:
+    """x2 upsampling: the paper's 4x4/2 transposed conv, or nearest-neighbour resize + 3x3 conv.
+
+    A stride-2 transposed conv builds even and odd output pixels from different kernel taps;
+    wherever the learned taps do not balance, a 2-pixel grid ("checkerboard") texture appears:
+    the grid across the mouth in the paper-recipe edits. Resize + conv builds every pixel the same
+    way (Odena et al., "Deconvolution and Checkerboard Artifacts", Distill 2016)."""
+    if kind == "transposed":
+        return nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_channels, out_channels, 3, 1, 1))
+
+
+def warp(x: Tensor, flow: Tensor) -> Tensor:
+    """x (B x C x H x W) sampled at each pixel's position + flow (B x 2 x h x w, [-1, 1] units, x then y),
+    the flow bilinearly resized to H x W first. Borders repeat the edge pixel."""
+    height, width = x.shape[-2:]
+    flow = nn.functional.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
+    ys = torch.linspace(-1 + 1 / height, 1 - 1 / height, height, device=x.device, dtype=flow.dtype)
+    xs = torch.linspace(-1 + 1 / width, 1 - 1 / width, width, device=x.device, dtype=flow.dtype)
+    base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # H x W x 2, (x, y)
+    grid = base.unsqueeze(0) + flow.permute(0, 2, 3, 1)
+    return nn.functional.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class Generator(nn.Module):
     """G(x, u_rel) -> x': edits image x (B x 3 x S x S in [-1, 1]) by relative AUs u_rel (B x A).
+
+    Outputs (not in the paper except "image"; see docs/recipe-trials.md for why they exist):
+    - "image": the decoder's 7x7 conv + tanh is the edited image (paper);
+    - "mask": GANimation's attention blend x' = (1 - M) x + M C, colour C and mask M from the
+      decoder: pixels the mask leaves at 0 are the input's own;
+    - "warp": the input's pixels moved by a smooth flow field (predicted at 32 px, resized) and
+      blended with a masked colour C for what motion cannot make (teeth, mouth interior,
+      wrinkles): x' = (1 - M) warp(x, F) + M C. Expressions are mostly motion, and a flow cannot
+      paint colour blotches or speckles.
 
     Args:
         num_aus: length of the AU condition vector (17 OpenFace AUs).
@@ -136,6 +174,8 @@ class Generator(nn.Module):
         au_fusion: "multi" = the paper's multi-AU fusion block, "single" = AUs enter once.
         norm: "instance" (paper) or "none".
         image_size: side of the square input (paper: 128); must be divisible by 32.
+        output: "image" (paper), "mask" or "warp", see above.
+        upsample: "transposed" 4x4/2 convs (paper) or "resize" (nearest x2 + 3x3 conv).
     """
 
     def __init__(
@@ -148,8 +188,14 @@ class Generator(nn.Module):
         au_fusion: AUFusion = "multi",
         norm: Norm = "instance",
         image_size: int = 128,
+        output: Output = "image",
+        upsample: Upsample = "transposed",
     ) -> None:
         super().__init__()
+        if output not in ("image", "mask", "warp"):
+            raise ValueError(f"output must be 'image', 'mask' or 'warp', got {output!r}")
+        if upsample not in ("transposed", "resize"):
+            raise ValueError(f"upsample must be 'transposed' or 'resize', got {upsample!r}")
         if skip_levels not in SKIP_DEPTHS:
             raise ValueError(f"skip_levels must be one of {sorted(SKIP_DEPTHS)}, got {skip_levels}")
         if skip_kind not in ("haar", "plain"):
@@ -161,6 +207,7 @@ class Generator(nn.Module):
         self.num_aus = num_aus
         self.image_size = image_size
         self.skip_kind = skip_kind
+        self.output = output
         self.skip_depths = SKIP_DEPTHS[skip_levels]
 
         # widths[i] = channels of the encoder feature at depth i (resolution image_size / 2**i).
@@ -182,13 +229,22 @@ class Generator(nn.Module):
         self.decoder = nn.ModuleList()
         for depth in reversed(range(NUM_DOWNSAMPLES)):
             in_ch = widths[depth + 1] * (2 if depth + 1 in self.skip_depths else 1)
-            up = nn.ConvTranspose2d(in_ch, widths[depth], 4, 2, 1)
+            up = upsampling_conv(in_ch, widths[depth], upsample)
             self.decoder.append(conv_block(up, widths[depth], norm, "relu"))
         out_in = widths[0] * (2 if 0 in self.skip_depths else 1)
         self.to_rgb = nn.Sequential(nn.Conv2d(out_in, 3, 7, 1, 3), nn.Tanh())
         self.high_frequency = HighFrequency()
+        if output != "image":
+            self.to_mask = nn.Conv2d(out_in, 1, 7, 1, 3)
+            nn.init.constant_(self.to_mask.bias, MASK_BIAS)
+        if output == "warp":
+            self.to_flow = nn.Conv2d(widths[FLOW_DEPTH], 2, 3, 1, 1)
+            nn.init.zeros_(self.to_flow.weight)  # starts as the identity warp
+            nn.init.zeros_(self.to_flow.bias)
 
-    def forward(self, x: Tensor, aus: Tensor) -> Tensor:
+    def forward(self, x: Tensor, aus: Tensor, return_parts: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """The edited image; with return_parts, also {"mask": B x 1 x S x S, "flow": B x 2 x s x s}
+        (those the output kind has) for the mask and flow regularisers."""
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2:] != (self.image_size,) * 2:
             raise ValueError(
                 f"Generator expects images of shape B x 3 x {self.image_size} x {self.image_size}, got {tuple(x.shape)}"
@@ -202,10 +258,19 @@ class Generator(nn.Module):
             if depth in self.skip_depths:
                 skips[depth] = self.high_frequency(h) if self.skip_kind == "haar" else h
         h = self.fusion(h, aus)
+        parts: dict[str, Tensor] = {}
         for depth, layer in zip(reversed(range(NUM_DOWNSAMPLES)), self.decoder, strict=True):
             if depth + 1 in skips:
                 h = torch.cat([h, skips[depth + 1]], 1)
             h = layer(h)
+            if depth == FLOW_DEPTH and self.output == "warp":
+                parts["flow"] = MAX_FLOW * torch.tanh(self.to_flow(h))
         if 0 in skips:
             h = torch.cat([h, skips[0]], 1)
-        return self.to_rgb(h)
+        colour = self.to_rgb(h)
+        if self.output == "image":
+            return (colour, parts) if return_parts else colour
+        parts["mask"] = mask = torch.sigmoid(self.to_mask(h))
+        base = warp(x, parts["flow"]) if self.output == "warp" else x
+        edited = base + mask * (colour - base)
+        return (edited, parts) if return_parts else edited

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .augment import judging_views
 from .discriminators import HighFrequencyDiscriminator, ImageDiscriminator
 from .wavelets import high_frequency
 
@@ -26,6 +27,10 @@ class LossWeights:
     lambda_d_cond: float = 150.0  # λ1: D_I's AU regression on real images, eq. 8
     lambda_g_cond: float = 150.0  # λ2: G's target-AU loss, eq. 9
     lambda_rec: float = 30.0  # λ3: self- and cycle-reconstruction L1, eq. 9
+    # Not in the paper; they apply only to generators with a mask or flow (Generator(output=...)).
+    lambda_mask: float = 5.0  # mean of the colour mask: paint only where motion cannot do it
+    lambda_mask_tv: float = 1.0  # total variation of the mask: whole regions, not dots
+    lambda_flow: float = 10.0  # squared gradient of the flow: faces move smoothly
 
 
 def gradient_penalty(
@@ -104,6 +109,30 @@ def reconstruction_loss(x: Tensor, x_self: Tensor, x_cycle: Tensor) -> Tensor:
     return l1_distance(x, x_self) + l1_distance(x, x_cycle)
 
 
+def total_variation(x: Tensor) -> Tensor:
+    """Mean |difference| between neighbouring pixels, in float32."""
+    x = x.float()
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+def flow_smoothness(flow: Tensor) -> Tensor:
+    """Mean squared difference between neighbouring flow vectors: large where the face would tear."""
+    flow = flow.float()
+    return (flow[..., 1:, :] - flow[..., :-1, :]).pow(2).mean() + (flow[..., :, 1:] - flow[..., :, :-1]).pow(2).mean()
+
+
+def edit_regularisation(parts: dict[str, Tensor], weights: LossWeights) -> dict[str, Tensor]:
+    """Penalties on the mask and flow of a mask or warp generator (GANimation's mask terms; a
+    smoothness term for the flow). Empty for the paper's plain-image generator."""
+    terms: dict[str, Tensor] = {}
+    if "mask" in parts:
+        terms["mask"] = weights.lambda_mask * parts["mask"].float().mean()
+        terms["mask_tv"] = weights.lambda_mask_tv * total_variation(parts["mask"])
+    if "flow" in parts:
+        terms["flow"] = weights.lambda_flow * flow_smoothness(parts["flow"])
+    return terms
+
+
 def generator_loss(
     fake: Tensor,
     x: Tensor,
@@ -113,11 +142,16 @@ def generator_loss(
     image_critic: ImageDiscriminator,
     high_frequency_critic: HighFrequencyDiscriminator | None,
     weights: LossWeights = LossWeights(),
+    expression_loss: Callable[[Tensor], Tensor] | None = None,
+    parts: dict[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
-    """Eq. 9: L_G = L_Gadv + L_GH + λ2 L_Gcond + λ3 L_rec.
+    """Eq. 9: L_G = L_Gadv + L_GH + λ2 L_Gcond + λ3 L_rec (+ mask and flow penalties).
 
     fake = G(x, u_rel), x_self = G(x, 0), x_cycle = G(fake, -u_rel), target_aus = u_y.
     high_frequency_critic=None drops L_GH (the "w/o D_h" ablation).
+    expression_loss: L_Gcond from another judge than D_I's AU head (fake -> scalar), e.g.
+        robust_expression_loss with a frozen estimator; None = D_I's head against target_aus (paper).
+    parts: the generator's mask/flow (Generator(..., return_parts=True)) for edit_regularisation.
     """
     fake_score, fake_pred = image_critic(fake)
     adv = -fake_score.float().mean()
@@ -126,7 +160,22 @@ def generator_loss(
         if high_frequency_critic is not None
         else torch.zeros((), device=fake.device)
     )
-    cond = au_regression_loss(fake_pred, target_aus)
+    cond = expression_loss(fake) if expression_loss is not None else au_regression_loss(fake_pred, target_aus)
     rec = reconstruction_loss(x, x_self, x_cycle)
-    loss = adv + high + weights.lambda_g_cond * cond + weights.lambda_rec * rec
-    return {"loss": loss, "adv": adv.detach(), "high": high.detach(), "cond": cond.detach(), "rec": rec.detach()}
+    regularisation = edit_regularisation(parts or {}, weights)
+    loss = adv + high + weights.lambda_g_cond * cond + weights.lambda_rec * rec + sum(regularisation.values())
+    terms = {"loss": loss, "adv": adv.detach(), "high": high.detach(), "cond": cond.detach(), "rec": rec.detach()}
+    return terms | {name: value.detach() for name, value in regularisation.items()}
+
+
+def robust_expression_loss(
+    estimator: Callable[[Tensor], Tensor], fake: Tensor, target_readings: Tensor, generator: torch.Generator
+) -> Tensor:
+    """L_Gcond judged through random low-passed copies of the edit (wemgan.augment.judging_views).
+
+    estimator: a frozen AU network (image -> B x 17, its raw reading); target_readings: what it
+    reads on the same kind of copies of real faces that show the target expression. Blur, a trip
+    through 64 px, shifts and noise wash out the dot patterns that fool an AU network seeing the
+    exact pixels; what survives them is a change of shape.
+    """
+    return au_regression_loss(estimator(judging_views(fake, generator)), target_readings)

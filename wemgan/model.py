@@ -31,7 +31,7 @@ from . import faces as facelib
 from . import images as imgs
 from .au_estimator import AUEstimator
 from .aus import NUM_AUS, au_dict, au_vector
-from .generator import AUFusion, Generator, Norm, SkipKind
+from .generator import AUFusion, Generator, Norm, Output, SkipKind, Upsample
 
 PAPER_URL = "https://arxiv.org/abs/2412.02530"
 REPO_URL = "https://github.com/wemgan/wemgan"
@@ -65,6 +65,10 @@ class WEMGAN(
         norm: generator normalisation, "instance" (paper) or "none".
         estimator_channels: width of the AU estimator's first conv.
         estimator_max_channels: width cap of the AU estimator.
+        generator_output: "image" (paper), "mask" or "warp": how the generator makes its edit
+            (see wemgan.generator.Generator).
+        upsample: the generator's decoder upsampling, "transposed" (paper) or "resize".
+        estimator_calibration_knots: 0, or the knots of the AU estimator's quantile calibration.
         provenance: how the weights were made, written by the exporter (data, steps,
             command); empty for a model that was never trained.
         face_template: where the 5 face landmarks sit in a training crop (fractions of the
@@ -89,6 +93,9 @@ class WEMGAN(
         norm: Norm = "instance",
         estimator_channels: int = 32,
         estimator_max_channels: int = 256,
+        generator_output: Output = "image",
+        upsample: Upsample = "transposed",
+        estimator_calibration_knots: int = 0,
         provenance: dict[str, Any] | None = None,
         face_template: Sequence[Sequence[float]] = facelib.DEFAULT_TEMPLATE,
     ) -> None:
@@ -97,9 +104,12 @@ class WEMGAN(
         self.provenance = dict(provenance or {})
         self.face_template = facelib.check_template(face_template)
         self.generator = Generator(
-            NUM_AUS, base_channels, max_channels, skip_levels, skip_kind, au_fusion, norm, image_size
+            NUM_AUS, base_channels, max_channels, skip_levels, skip_kind, au_fusion, norm, image_size,
+            generator_output, upsample,
+        )  # fmt: skip
+        self.au_estimator = AUEstimator(
+            NUM_AUS, estimator_channels, estimator_max_channels, estimator_calibration_knots
         )
-        self.au_estimator = AUEstimator(NUM_AUS, estimator_channels, estimator_max_channels)
         self.eval()
 
     @property

@@ -727,13 +727,16 @@ def load_training_data(
     return ArrayFaceDataset(folder, image_format)
 
 
-def pair_targets(aus: Tensor, generator: torch.Generator, noise_std: float = 0.0) -> Tensor:
+def pair_targets(
+    aus: Tensor, generator: torch.Generator, noise_std: float = 0.0, return_donors: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
     """GANimation-style target AUs: each sample gets the AUs of another sample of the batch.
 
     The permutation has no fixed points when the batch holds more than one sample (a random
     order, each sample taking its successor's AUs), so every target is a real expression
     that differs from the source. Optional Gaussian noise, then clipped to [0, 1].
     Reproducible: the same generator state gives the same targets.
+    return_donors: also return, per sample, the index of the sample whose AUs it takes.
     """
     if aus.ndim != 2 or aus.shape[1] != NUM_AUS:
         raise ValueError(f"aus must be a batch of shape (B, {NUM_AUS}), got {tuple(aus.shape)}")
@@ -747,4 +750,5 @@ def pair_targets(aus: Tensor, generator: torch.Generator, noise_std: float = 0.0
     if noise_std > 0:
         noise = torch.randn(aus.shape, generator=generator, device=generator.device, dtype=aus.dtype)
         targets = targets + noise_std * noise.to(aus.device)
-    return targets.clamp(0.0, 1.0)
+    targets = targets.clamp(0.0, 1.0)
+    return (targets, donor) if return_donors else targets

