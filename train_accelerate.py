@@ -115,6 +115,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add("--upsample", default="transposed", choices=["transposed", "resize"], help="decoder upsampling")
     add(
+        "--zero_gate",
+        action="store_true",
+        help="mask/warp generators: flow and mask scale by tanh(4 |u_rel|), so G(x, 0) = x exactly",
+    )
+    add(
         "--expression_loss",
         default="critic",
         choices=["critic", "estimator"],
@@ -173,7 +178,7 @@ def build_networks(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     nets = {
         "generator": Generator(
             NUM_AUS, args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
-            output=args.generator_output, upsample=args.upsample,
+            output=args.generator_output, upsample=args.upsample, zero_gate=args.zero_gate,
         ),
         "image_critic": ImageDiscriminator(NUM_AUS, args.critic_base_channels, args.critic_max_channels),
     }  # fmt: skip
@@ -207,6 +212,7 @@ def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estima
         skip_kind=args.skip_kind, au_fusion=args.au_fusion, estimator_channels=args.estimator_channels,
         estimator_max_channels=args.estimator_max_channels, generator_output=args.generator_output,
         upsample=args.upsample, estimator_calibration_knots=getattr(args, "estimator_calibration_knots", 0),
+        zero_gate=args.zero_gate,
         provenance={"dataset": str(args.dataset), "steps": step, "command": args.command, "config": args.config},
     )  # fmt: skip
     model.generator.load_state_dict(generator.state_dict())

@@ -106,6 +106,12 @@ def test_judging_views_wash_out_pixel_speckles_but_keep_shapes():
     assert seen_shape[..., 55:75, 55:75].mean() > 0.8  # the blob survives
 
 
+def test_judging_views_run_under_bfloat16_autocast():
+    x = torch.rand(2, 3, 128, 128).bfloat16()
+    with torch.autocast("cpu", torch.bfloat16):
+        assert judging_views(x, torch.Generator().manual_seed(0)).isfinite().all()
+
+
 def test_robust_expression_loss_reaches_the_generator_output():
     estimator = AUEstimator(17, 8, 16)
     fake = (torch.rand(2, 3, 128, 128) * 2 - 1).requires_grad_(True)
@@ -220,3 +226,20 @@ def test_robust_expression_loss_needs_an_estimator():
     with pytest.raises(SystemExit):
         ta.parse_args(["--expression_loss", "estimator"])
     assert sys.modules["train_accelerate"].parse_args([]).generator_output == "image"  # paper default
+
+
+def test_zero_gate_makes_no_requested_change_exactly_no_change():
+    torch.manual_seed(0)
+    g = Generator(**SMALL, output="warp", zero_gate=True)
+    with torch.no_grad():
+        g.to_flow.bias.fill_(1.0)  # a flow that is large whatever the condition
+        g.to_mask.bias.fill_(2.0)
+    x = torch.rand(2, 3, 128, 128) * 2 - 1
+    assert torch.equal(g(x, torch.zeros(2, 17)), x)
+    small, big = torch.zeros(2, 17), torch.zeros(2, 17)
+    small[:, 8], big[:, 8] = 0.05, 0.8
+    _, small_parts = g(x, small, return_parts=True)
+    _, big_parts = g(x, big, return_parts=True)
+    assert 0 < small_parts["flow"].abs().max() < 0.5 * big_parts["flow"].abs().max()
+    with pytest.raises(ValueError, match="zero_gate"):
+        Generator(**SMALL, zero_gate=True)

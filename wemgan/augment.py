@@ -75,10 +75,16 @@ def judging_views(x: Tensor, generator: torch.Generator, low_resolution: int = 6
     """A differentiable random low-passed copy of images in [-1, 1]: Gaussian blur (σ 0.5-1.5 px),
     down to `low_resolution` px and back, shifted by up to 3 px, plus noise (σ 0.02).
     What a robust expression loss shows the AU network instead of the edit itself."""
-    b, _, h, w = x.shape
-    sigma = 0.5 + torch.rand(b, generator=generator)
-    x = gaussian_blur(x, sigma.to(x.dtype))
-    x = F.interpolate(x, size=(low_resolution, low_resolution), mode="bilinear", antialias=True, align_corners=False)
-    x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-    x = translate(x, (torch.rand(b, 2, generator=generator) * 6 - 3).to(x.dtype))
-    return x + 0.02 * torch.randn(x.shape, generator=generator).to(x.dtype)
+    # In float32 and outside autocast: antialiased resizing has no bfloat16 kernel (and autocast
+    # would cast the blur's convolutions back to bfloat16); the views are cheap at any precision.
+    with torch.autocast(x.device.type, enabled=False):
+        b, _, h, w = x.shape
+        x = x.float()
+        sigma = 0.5 + torch.rand(b, generator=generator)
+        x = gaussian_blur(x, sigma)
+        x = F.interpolate(
+            x, size=(low_resolution, low_resolution), mode="bilinear", antialias=True, align_corners=False
+        )
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+        x = translate(x, torch.rand(b, 2, generator=generator) * 6 - 3)
+        return x + 0.02 * torch.randn(x.shape, generator=generator)

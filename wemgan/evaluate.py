@@ -1,6 +1,6 @@
 """Score a model on the paper's protocol (§4.2, §4.4): Tables 3-5 as JSON and Markdown.
 
-    python -m wemgan.evaluate --model hub/default --data /work/shared/data/faces-au --out eval/faces-au
+    python -m wemgan.evaluate --model hub/default --data ../shared/data/faces-au --out eval/faces-au
     python -m wemgan.evaluate --model runs/wemgan/hub --data synthfacs --limit 200 --out eval/synth
 
 Each test image x (AUs u_x) is paired with another random test image as the target expression

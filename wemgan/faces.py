@@ -57,7 +57,7 @@ CROP_LIKE_ASPECT = 4 / 3  # ... and this near square may be face crops already (
 # corner, right eye outer and inner corner, base of the nose; image x grows to the right) sit
 # in a training crop, as fractions of the crop side (0 = left/top edge, 1 = right/bottom
 # edge; pixel i's centre is at (i + 0.5) / S). Derived with
-#     python -m wemgan.faces derive-template /work/shared/data/faces-au --samples 2000 --seed 0
+#     python -m wemgan.faces derive-template ../shared/data/faces-au --samples 2000 --seed 0
 # as the mean landmark positions `detect` finds on 2000 random `train` crops of faces-au
 # (UTKFace, 128 x 128; a face was found in 1987), spread (std) 0.012-0.024 of the side per
 # coordinate. A model trained on crops framed differently keeps its own template in

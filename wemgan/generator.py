@@ -37,6 +37,7 @@ LEAKY_SLOPE = 0.2  # not given in the paper; the usual GAN choice
 FLOW_DEPTH = 2  # the warp head predicts its flow on the decoder's 32 px map (at 128 px): smooth by construction
 MAX_FLOW = 0.2  # largest displacement, in [-1, 1] image coordinates (0.2 = 13 px at 128 px)
 MASK_BIAS = -4.0  # initial mask logit: sigmoid(-4) = 0.02, so an untrained mask/warp head copies its input
+GATE_GAIN = 4.0  # zero_gate: flow and mask scale by tanh(4 |u|): 0.38 at |u| = 0.1, 0.96 at 0.5
 
 
 def norm_layer(kind: Norm, channels: int) -> nn.Module:
@@ -176,6 +177,10 @@ class Generator(nn.Module):
         image_size: side of the square input (paper: 128); must be divisible by 32.
         output: "image" (paper), "mask" or "warp", see above.
         upsample: "transposed" 4x4/2 convs (paper) or "resize" (nearest x2 + 3x3 conv).
+        zero_gate: mask/warp outputs only: scale the flow and the mask by tanh(GATE_GAIN |u_rel|),
+            so that no requested change is exactly no change (G(x, 0) = x) and small requests make
+            small changes. Without it a warp generator learns an expression-independent distortion
+            that the self-reconstruction loss removes only slowly.
     """
 
     def __init__(
@@ -190,10 +195,13 @@ class Generator(nn.Module):
         image_size: int = 128,
         output: Output = "image",
         upsample: Upsample = "transposed",
+        zero_gate: bool = False,
     ) -> None:
         super().__init__()
         if output not in ("image", "mask", "warp"):
             raise ValueError(f"output must be 'image', 'mask' or 'warp', got {output!r}")
+        if zero_gate and output == "image":
+            raise ValueError("zero_gate needs output 'mask' or 'warp' (an image output has nothing to gate)")
         if upsample not in ("transposed", "resize"):
             raise ValueError(f"upsample must be 'transposed' or 'resize', got {upsample!r}")
         if skip_levels not in SKIP_DEPTHS:
@@ -208,6 +216,7 @@ class Generator(nn.Module):
         self.image_size = image_size
         self.skip_kind = skip_kind
         self.output = output
+        self.zero_gate = zero_gate
         self.skip_depths = SKIP_DEPTHS[skip_levels]
 
         # widths[i] = channels of the encoder feature at depth i (resolution image_size / 2**i).
@@ -257,6 +266,7 @@ class Generator(nn.Module):
             h = layer(h)
             if depth in self.skip_depths:
                 skips[depth] = self.high_frequency(h) if self.skip_kind == "haar" else h
+        gate = torch.tanh(GATE_GAIN * aus.float().norm(dim=1)).view(-1, 1, 1, 1) if self.zero_gate else None
         h = self.fusion(h, aus)
         parts: dict[str, Tensor] = {}
         for depth, layer in zip(reversed(range(NUM_DOWNSAMPLES)), self.decoder, strict=True):
@@ -264,13 +274,15 @@ class Generator(nn.Module):
                 h = torch.cat([h, skips[depth + 1]], 1)
             h = layer(h)
             if depth == FLOW_DEPTH and self.output == "warp":
-                parts["flow"] = MAX_FLOW * torch.tanh(self.to_flow(h))
+                flow = MAX_FLOW * torch.tanh(self.to_flow(h))
+                parts["flow"] = flow if gate is None else flow * gate.to(flow.dtype)
         if 0 in skips:
             h = torch.cat([h, skips[0]], 1)
         colour = self.to_rgb(h)
         if self.output == "image":
             return (colour, parts) if return_parts else colour
-        parts["mask"] = mask = torch.sigmoid(self.to_mask(h))
+        mask = torch.sigmoid(self.to_mask(h))
+        parts["mask"] = mask = mask if gate is None else mask * gate.to(mask.dtype)
         base = warp(x, parts["flow"]) if self.output == "warp" else x
         edited = base + mask * (colour - base)
         return (edited, parts) if return_parts else edited

@@ -69,6 +69,7 @@ class WEMGAN(
             (see wemgan.generator.Generator).
         upsample: the generator's decoder upsampling, "transposed" (paper) or "resize".
         estimator_calibration_knots: 0, or the knots of the AU estimator's quantile calibration.
+        zero_gate: the generator's flow and mask fade to nothing as the requested change does.
         provenance: how the weights were made, written by the exporter (data, steps,
             command); empty for a model that was never trained.
         face_template: where the 5 face landmarks sit in a training crop (fractions of the
@@ -96,6 +97,7 @@ class WEMGAN(
         generator_output: Output = "image",
         upsample: Upsample = "transposed",
         estimator_calibration_knots: int = 0,
+        zero_gate: bool = False,
         provenance: dict[str, Any] | None = None,
         face_template: Sequence[Sequence[float]] = facelib.DEFAULT_TEMPLATE,
     ) -> None:
@@ -105,7 +107,7 @@ class WEMGAN(
         self.face_template = facelib.check_template(face_template)
         self.generator = Generator(
             NUM_AUS, base_channels, max_channels, skip_levels, skip_kind, au_fusion, norm, image_size,
-            generator_output, upsample,
+            generator_output, upsample, zero_gate,
         )  # fmt: skip
         self.au_estimator = AUEstimator(
             NUM_AUS, estimator_channels, estimator_max_channels, estimator_calibration_knots
