@@ -191,16 +191,15 @@ def build_networks(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
 
 def load_estimator(args: argparse.Namespace) -> AUEstimator:
     """The frozen AU estimator of --estimator_path (model.json + model.safetensors of wemgan.au_training);
-    sets args' estimator widths so that the exported model is configured to hold it."""
+    sets args' estimator widths (before main records the config) so that the exported model holds it."""
     folder = Path(args.estimator_path)
     record = json.loads((folder / "model.json").read_text())
     if record.get("network") != "estimator":
         raise ValueError(f"{folder} holds a {record.get('network')!r}, not an AU estimator")
     args.estimator_channels = record["estimator_channels"]
     args.estimator_max_channels = record["estimator_max_channels"]
-    args.estimator_calibration_knots = record["estimator_calibration_knots"]
     estimator = AUEstimator(NUM_AUS, args.estimator_channels, args.estimator_max_channels,
-                            args.estimator_calibration_knots)  # fmt: skip
+                            record["estimator_calibration_knots"])  # fmt: skip
     estimator.load_state_dict(safetensors.torch.load_file(str(folder / "model.safetensors")), strict=True)
     return estimator.eval().requires_grad_(False)
 
@@ -211,7 +210,7 @@ def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estima
         base_channels=args.base_channels, max_channels=args.max_channels, skip_levels=args.skip_levels,
         skip_kind=args.skip_kind, au_fusion=args.au_fusion, estimator_channels=args.estimator_channels,
         estimator_max_channels=args.estimator_max_channels, generator_output=args.generator_output,
-        upsample=args.upsample, estimator_calibration_knots=getattr(args, "estimator_calibration_knots", 0),
+        upsample=args.upsample, estimator_calibration_knots=estimator.calibration_knots,
         zero_gate=args.zero_gate,
         provenance={"dataset": str(args.dataset), "steps": step, "command": args.command, "config": args.config},
     )  # fmt: skip
@@ -286,6 +285,7 @@ def main(args: argparse.Namespace) -> None:
     set_seed(args.seed)
     if args.max_cpu_minutes is not None and accelerator.num_processes > 1:
         raise ValueError("--max_cpu_minutes is for single-process trials (processes would stop at different steps)")
+    frozen_estimator = load_estimator(args) if args.estimator_path else None
     args.command = "train_accelerate.py " + shlex.join(sys.argv[1:])
     args.config = {k: v for k, v in vars(args).items() if k not in ("config", "command")}
     args.config.update(mixed_precision=accelerator.mixed_precision, num_processes=accelerator.num_processes)
@@ -309,7 +309,6 @@ def main(args: argparse.Namespace) -> None:
 
     # --- models and optimizers: one Adam per network (paper: 1e-4, β 0.5/0.999)
     nets = build_networks(args)
-    frozen_estimator = load_estimator(args) if args.estimator_path else None
     optimizers = {
         name: torch.optim.Adam(
             net.parameters(),
@@ -395,15 +394,16 @@ def main(args: argparse.Namespace) -> None:
             x, u_x = batch["image"], batch["aus"]
             u_y, donors = pair_targets(u_x, rng, args.target_noise, return_donors=True)
             u_rel = u_y - u_x
+            generator_turn = not warmup and step % args.n_critic == 0
             expression = None
-            if args.expression_loss == "estimator" and not warmup and step % args.n_critic == 0:
+            if args.expression_loss == "estimator" and generator_turn:
                 expression = robust_expression(accelerator, frozen_estimator, x, donors, rng)
 
             if warmup:  # G learns to copy its input first: every step, no critics
                 terms = warmup_step(accelerator, nets, optimizers, x, u_x)
             else:
                 terms = critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, rng)
-            if not warmup and step % args.n_critic == 0:
+            if generator_turn:
                 terms.update(generator_step(accelerator, nets, optimizers, x, u_rel, u_y, weights, expression))
             if ema is not None and (warmup or step % args.n_critic == 0):
                 ema.update_parameters(accelerator.unwrap_model(generator))

@@ -137,6 +137,7 @@ def test_estimator_without_calibration_keeps_the_old_state_dict():
         k for k in AUEstimator(17, 8, 16, calibration_knots=5).state_dict() if not k.startswith("calibration")
     }
     calibrated = AUEstimator(17, 8, 16, calibration_knots=5)
+    assert calibrated.calibration_knots == 5 and AUEstimator(17, 8, 16).calibration_knots == 0
     x = torch.rand(2, 3, 128, 128)
     assert torch.equal(calibrated(x), calibrated(x, calibrated=False))  # identity knots
 

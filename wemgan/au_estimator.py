@@ -78,6 +78,11 @@ class AUEstimator(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_aus), nn.Sigmoid())
         self.calibration = QuantileCalibration(num_aus, calibration_knots) if calibration_knots else None
 
+    @property
+    def calibration_knots(self) -> int:
+        """The constructor's calibration_knots (0: no calibration)."""
+        return 0 if self.calibration is None else self.calibration.inputs.shape[1]
+
     def forward(self, x: Tensor, calibrated: bool = True) -> Tensor:
         """calibrated=False gives the raw sigmoid outputs (what training regresses)."""
         if x.dim() != 4 or x.shape[1] != 3:

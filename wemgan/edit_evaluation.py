@@ -64,9 +64,9 @@ def image_measures(sources: np.ndarray, edits: np.ndarray, with_acd: bool) -> di
     return values
 
 
-def geometry_fraction(sources: np.ndarray, edits: np.ndarray, measure: str, effect: float) -> float:
-    """Mean change of `measure` from source to edit ÷ the natural effect (1 = a real face's change)."""
-    return float(metrics.geometry_changes(sources, edits)[measure].mean() / effect)
+def geometry_fraction(changes: dict[str, np.ndarray], measure: str, effect: float) -> float:
+    """Mean change of `measure` (metrics.geometry_changes) ÷ the natural effect (1 = a real face's change)."""
+    return float(changes[measure].mean() / effect)
 
 
 def judge_readings(images: np.ndarray) -> np.ndarray:
@@ -84,9 +84,10 @@ def score_edits(
     from .metrics.au_judge import judge_unavailable
 
     unavailable: dict[str, str] = {}
-    with_acd = metrics.acd_unavailable() is None
-    if not with_acd:
-        unavailable["acd"] = metrics.acd_unavailable()
+    acd_reason = metrics.acd_unavailable()
+    with_acd = acd_reason is None
+    if acd_reason:
+        unavailable["acd"] = acd_reason
     judge_reason = judge_unavailable()
     if judge_reason:
         unavailable["judge"] = judge_reason
@@ -100,6 +101,9 @@ def score_edits(
     references = crops[np.asarray(targets[:n])]
     scores: dict[str, Any] = {"faces": n}
     outputs: dict[str, dict[str, np.ndarray]] = {}
+    if not judge_reason:  # the unedited faces' readings serve both modes
+        judged_reference = judge_readings(references)
+        ed_source = np.linalg.norm(judge_readings(sources) - judged_reference, axis=1).mean()
     for mode, preserve in (("user", True), ("raw", False)):
         edits = {"transfer": as_uint8(model.edit(list(sources), reference=list(references), preserve_detail=preserve))}
         for name in PRESETS:
@@ -109,15 +113,14 @@ def score_edits(
         for kind, edited in edits.items():
             rows[kind] = image_measures(sources, edited, with_acd)
         if not judge_reason:
-            judged = {name: judge_readings(images) for name, images in (("source", sources), ("reference", references))}
-            ed_edit = np.linalg.norm(judge_readings(edits["transfer"]) - judged["reference"], axis=1).mean()
-            ed_source = np.linalg.norm(judged["source"] - judged["reference"], axis=1).mean()
+            ed_edit = np.linalg.norm(judge_readings(edits["transfer"]) - judged_reference, axis=1).mean()
             rows["transfer"] |= {"judge_ed": float(ed_edit), "judge_ed_unedited": float(ed_source),
                                  "judge_ed_ratio": float(ed_edit / ed_source)}  # fmt: skip
         if not geometry_reason:
             for name in PRESETS:
+                changes = metrics.geometry_changes(sources, edits[name])  # landmarks once per preset
                 for measure, (au, effect) in preset_references(name, effects).items():
-                    rows[name][f"{measure}_fraction"] = geometry_fraction(sources, edits[name], measure, effect)
+                    rows[name][f"{measure}_fraction"] = geometry_fraction(changes, measure, effect)
                     rows[name][f"{measure}_reference_au"] = au
             rows |= single_au_scores(model, crops, labels, n, preserve, effects)
         scores[mode] = rows
@@ -139,7 +142,7 @@ def single_au_scores(
         rows[f"single_{au}"] = {
             "faces": len(chosen),
             "measure": measure,
-            "fraction": geometry_fraction(sources, edited, measure, effects[au]["effect"]),
+            "fraction": geometry_fraction(metrics.geometry_changes(sources, edited), measure, effects[au]["effect"]),
             "chroma_ratio": metrics.pooled_chroma_ratio(sources, edited),
             "speckle_share": metrics.pooled_speckle_share(sources, edited),
         }

@@ -306,6 +306,17 @@ def model_file(name: str, needed_for: str) -> Path:
     return path
 
 
+def model_unavailable(name: str, needed_for: str) -> str | None:
+    """Why `needed_for` cannot run (dlib or face_recognition_models' file `name` is missing), or None."""
+    if not available():
+        return f"{needed_for} needs dlib and face_recognition_models, which are not installed: {FACES_EXTRA}"
+    try:
+        model_file(name, needed_for)
+    except FacesExtraMissingError as error:
+        return str(error)
+    return None
+
+
 @functools.cache
 def _cnn_detector() -> Any:
     return _dlib().cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat", "detector='cnn'")))

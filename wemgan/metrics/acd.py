@@ -25,13 +25,7 @@ TEMPLATE_BOX = (0.0625, 0.0625, 0.9, 0.906)
 
 def acd_unavailable() -> str | None:
     """Why ACD cannot be computed (the `faces` extra or its recognition model is missing), or None."""
-    if not faces.available():
-        return f"ACD needs dlib and face_recognition_models, which are not installed: {faces.FACES_EXTRA}"
-    try:
-        faces.model_file(RECOGNITION_MODEL, "ACD")
-    except faces.FacesExtraMissingError as error:
-        return str(error)
-    return None
+    return faces.model_unavailable(RECOGNITION_MODEL, "ACD")
 
 
 @functools.cache

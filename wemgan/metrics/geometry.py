@@ -67,13 +67,7 @@ SHOWN, ABSENT = 0.6, 0.1
 
 def geometry_unavailable() -> str | None:
     """Why landmarks cannot be measured (dlib or the 68-point model is missing), or None."""
-    if not faces.available():
-        return f"landmark geometry needs dlib and face_recognition_models, which are not installed: {faces.FACES_EXTRA}"
-    try:
-        faces.model_file(LANDMARK_MODEL, "landmark geometry")
-    except faces.FacesExtraMissingError as error:
-        return str(error)
-    return None
+    return faces.model_unavailable(LANDMARK_MODEL, "landmark geometry")
 
 
 @functools.cache
@@ -251,13 +245,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     command.add_argument("--seed", type=int, default=0)
     command.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    result = calibrate(args.data, args.cache_folder, args.limit, args.seed)
-    text = json.dumps(result, indent=2) + "\n"
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
+    print(write_packaged_json(args.out, calibrate(args.data, args.cache_folder, args.limit, args.seed)))
+
+
+def write_packaged_json(path: Path, data: Any) -> str:
+    """Write `data` as indented JSON to a file shipped in the package: under a temporary name, then
+    renamed (never half-written), readable by all (NamedTemporaryFile makes it private). Returns the text."""
+    text = json.dumps(data, indent=2) + "\n"
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
         tmp.write(text)
-    os.chmod(tmp.name, 0o644)  # a packaged file: NamedTemporaryFile makes it private
-    os.replace(tmp.name, args.out)
-    print(text)
+    os.chmod(tmp.name, 0o644)
+    os.replace(tmp.name, path)
+    return text
 
 
 if __name__ == "__main__":

