@@ -12,6 +12,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -21,8 +22,20 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
-from wemgan import AU_NAMES, WEMGAN, InvalidImageError  # noqa: E402
-from wemgan.demo import OWN_EXPRESSION, displayable, example_faces, frame_strip, readable, write_mp4  # noqa: E402
+from wemgan import AU_NAMES, MAX_STRENGTH, WEMGAN, InvalidImageError  # noqa: E402
+from wemgan.demo import (  # noqa: E402
+    OWN_EXPRESSION,
+    REFERENCE_PHOTO,
+    Demo,
+    PreparedPhotos,
+    displayable,
+    example_faces,
+    example_photos,
+    frame_strip,
+    readable,
+    write_mp4,
+)
+from wemgan.images import ImageTooSmallError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +67,11 @@ def client(tmp_path_factory) -> Client:
         demo.close()
 
 
+@pytest.fixture(scope="module")
+def tiny_model_trained() -> WEMGAN:
+    return WEMGAN(**TINY, provenance={"dataset": "unit-test weights", "steps": 1})
+
+
 def test_untrained_or_missing_models_are_never_shown(tmp_path):
     model, status = app.load_model(str(tmp_path))
     assert model is None and "No trained model" in status
@@ -73,9 +91,10 @@ def test_every_endpoint_on_a_synthfacs_face(client, faces):
     result, chart = client.predict(face, happy, 1.0, api_name="/transfer")
     assert Image.open(result).size == size
     assert Image.open(chart).width > 400  # the AU bar chart
-    aus = client.predict(face, api_name="/estimate_aus")
-    assert len(aus) == len(AU_NAMES) and all(0 <= value <= 1 for value in aus)
-    edited = client.predict(face, *[min(1.0, value + 0.3) for value in aus], api_name="/edit_aus")
+    aus = client.predict(photo=face, api_name="/estimate_aus")
+    assert tuple(aus) == tuple(AU_NAMES) and all(0 <= value <= 1 for value in aus.values())
+    raised = {name: min(1.0, value + 0.3) for name, value in aus.items()}
+    edited = client.predict(photo=face, aus=raised, api_name="/edit_aus")
     assert Image.open(edited).size == size
     gif, mp4, strip, note = client.predict(face, OWN_EXPRESSION, None, "Happy", None, 8, api_name="/interpolate")
     with Image.open(gif) as animation:
@@ -92,9 +111,9 @@ def test_every_endpoint_on_real_photos(client, photo_dir):
     size = Image.open(photo_dir / "single_face.jpg").size
     result, _ = client.predict(photo, reference, 1.5, api_name="/transfer")
     assert Image.open(result).size == size
-    aus = client.predict(photo, api_name="/estimate_aus")
-    assert Image.open(client.predict(photo, *aus, api_name="/edit_aus")).size == size
-    gif, _, strip, _ = client.predict(photo, "Sad", None, OWN_EXPRESSION, reference, 3, api_name="/interpolate")
+    aus = client.predict(photo=photo, api_name="/estimate_aus")
+    assert Image.open(client.predict(photo=photo, aus=aus, api_name="/edit_aus")).size == size
+    gif, _, strip, _ = client.predict(photo, "Sad", None, REFERENCE_PHOTO, reference, 3, api_name="/interpolate")
     with Image.open(gif) as animation:
         assert animation.size == (512, 503) and animation.n_frames == 4  # 572x562 shrunk: long side 512
     assert Image.open(strip).height == 160
@@ -126,7 +145,7 @@ def _bomb(folder: Path) -> Path:
     [
         (_not_an_image, "is not an image file that can be read"),
         (lambda _: None, "No face was found"),
-        (_tiny, "Image is 1x1 pixels"),
+        (_tiny, "is only 1x1 pixels; a face needs at least 32x32"),
         (_huge, "too large: at most 40 megapixels"),
         (_bomb, "too large: at most 40 megapixels"),
     ],
@@ -138,15 +157,20 @@ def test_bad_inputs_are_readable_errors_and_the_server_goes_on(client, faces, ph
         with pytest.raises(AppError, match=message) as caught:
             client.predict(handle_file(str(path)), *extra, api_name=endpoint)
         assert "Traceback" not in str(caught.value)
-    assert len(client.predict(handle_file(str(faces["face-201"])), api_name="/estimate_aus")) == len(AU_NAMES)
+    assert len(client.predict(photo=handle_file(str(faces["face-201"])), api_name="/estimate_aus")) == len(AU_NAMES)
 
 
-def test_transfer_errors_name_the_photo_they_are_about(client, faces, photo_dir):
+def test_transfer_errors_name_the_photo_they_are_about(client, faces, photo_dir, tmp_path):
     face, landscape = handle_file(str(faces["face-201"])), handle_file(str(photo_dir / "free-mountain-vector-01.jpg"))
     with pytest.raises(AppError, match="No face was found in the reference photo"):
         client.predict(face, landscape, 1.0, api_name="/transfer")
     with pytest.raises(AppError, match="No face was found in the photo to edit"):
         client.predict(landscape, face, 1.0, api_name="/transfer")
+    dot = handle_file(str(_tiny(tmp_path)))
+    with pytest.raises(AppError, match="The reference photo is only 1x1 pixels"):
+        client.predict(face, dot, 1.0, api_name="/transfer")
+    with pytest.raises(AppError, match="The photo to edit is only 1x1 pixels"):
+        client.predict(dot, face, 1.0, api_name="/transfer")
 
 
 def test_missing_or_out_of_range_inputs_say_what_to_do(client, faces):
@@ -157,6 +181,88 @@ def test_missing_or_out_of_range_inputs_say_what_to_do(client, faces):
         client.predict(face, "Sad", None, "Happy", None, 1000, api_name="/interpolate")
     with pytest.raises(AppError, match="Bored"):
         client.predict(face, "Bored", None, "Happy", None, 4, api_name="/interpolate")
+
+
+def test_the_api_names_its_parameters_and_refuses_incomplete_requests(client, faces):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert sorted(endpoints) == ["/edit_aus", "/estimate_aus", "/interpolate", "/transfer"]
+    edit = {p["parameter_name"]: p["parameter_has_default"] for p in endpoints["/edit_aus"]["parameters"]}
+    assert edit == {"photo": False, "aus": False, "face": True, "strength": True}
+    interpolate = {p["parameter_name"]: p["parameter_has_default"] for p in endpoints["/interpolate"]["parameters"]}
+    assert interpolate["photo"] is False
+    assert interpolate["start_reference"] is interpolate["end_reference"] is True  # optional, and listed so
+    face = handle_file(str(faces["face-201"]))
+    with pytest.raises(TypeError, match="No value provided for required argument: aus"):
+        client.predict(photo=face, api_name="/edit_aus")
+    aus = client.predict(photo=face, api_name="/estimate_aus")
+    partial = {name: aus[name] for name in AU_NAMES[:-2]}
+    with pytest.raises(AppError, match="missing: AU26, AU45"):
+        client.predict(photo=face, aus=partial, api_name="/edit_aus")
+    with pytest.raises(AppError, match="unknown: AU99"):
+        client.predict(photo=face, aus={**aus, "AU99": 1.0}, api_name="/edit_aus")
+    with pytest.raises(AppError, match=f"Strength must be a number from 0 to {MAX_STRENGTH:g}"):
+        client.predict(photo=face, aus=aus, strength=2.5, api_name="/edit_aus")
+    with pytest.raises(AppError, match="Face 3 does not exist: 1 face was found"):
+        client.predict(photo=face, aus=aus, face="3", api_name="/edit_aus")
+
+
+def test_a_preset_and_a_reference_photo_never_both_stand_for_one_end(client, faces):
+    face = handle_file(str(faces["face-201"]))
+    with pytest.raises(AppError, match="A reference photo was given for the end, but 'Happy' was chosen"):
+        client.predict(face, OWN_EXPRESSION, None, "Happy", face, 3, api_name="/interpolate")
+    with pytest.raises(AppError, match="Upload the reference photo for the start first"):
+        client.predict(face, REFERENCE_PHOTO, None, "Happy", None, 3, api_name="/interpolate")
+
+
+def test_the_second_face_of_a_group_photo_is_edited_alone(client):
+    photo = example_photos()["two_portraits"]
+    aus = client.predict(photo=handle_file(str(photo)), face="2", api_name="/estimate_aus")
+    first = client.predict(photo=handle_file(str(photo)), face="1", api_name="/estimate_aus")
+    assert aus != first
+    raised = {name: min(1.0, value + 0.5) for name, value in aus.items()}
+    edited = np.asarray(
+        Image.open(client.predict(photo=handle_file(str(photo)), aus=raised, face="2", api_name="/edit_aus"))
+    )
+    changed = np.abs(edited.astype(int) - np.asarray(Image.open(photo).convert("RGB")).astype(int)).max(2) > 0
+    # two_portraits.jpg: the astronaut (smaller face) on the left, Grace Hopper (larger) on the right
+    assert changed[:, : changed.shape[1] // 3].any() and not changed[:, changed.shape[1] // 2 :].any()
+
+
+def test_live_edits_read_each_photo_once(tiny_model_trained, monkeypatch):
+    demo = Demo(tiny_model_trained)
+    calls = []
+    prepare = tiny_model_trained.prepare
+    monkeypatch.setattr(tiny_model_trained, "prepare", lambda *a, **k: calls.append(1) or prepare(*a, **k))
+    photo = example_photos()["grace_hopper"]
+    values = demo.read_aus(str(photo))
+    first = demo.edit_live(str(photo), "1", *[min(1.0, v + 0.4) for v in values])
+    second = demo.edit_live(str(photo), "1", *values)
+    assert len(calls) == 1  # detection, alignment and AU reading ran once for three events
+    assert first.size == second.size == Image.open(photo).size
+    assert np.array_equal(np.asarray(second), np.asarray(Image.open(photo).convert("RGB")))  # own AUs: unchanged
+    assert not np.array_equal(np.asarray(first), np.asarray(second))
+
+
+def test_the_photo_cache_is_bounded(tiny_model_trained, tmp_path):
+    cache = PreparedPhotos(tiny_model_trained, photos=2, pixels=10**9)
+    paths = []
+    for index in range(3):
+        paths.append(tmp_path / f"{index}.png")
+        Image.new("RGB", (128, 128), (index * 50, 90, 90)).save(paths[-1])
+        cache.get(paths[-1])
+    assert [key[0] for key in cache._cache] == [str(paths[1]), str(paths[2])]
+    by_pixels = PreparedPhotos(tiny_model_trained, photos=10, pixels=128 * 128 * 2)
+    for path in paths:
+        by_pixels.get(path)
+    assert len(by_pixels._cache) == 2
+
+
+def test_a_small_image_without_a_face_is_said_to_be_taken_as_a_crop(tiny_model_trained, tmp_path):
+    path = tmp_path / "flat.png"
+    Image.new("RGB", (200, 180), (120, 100, 90)).save(path)
+    overview, choices, note = Demo(tiny_model_trained).find_faces(str(path))
+    assert overview is None and len(choices) == 1
+    assert note == "No face was found, so the whole image is taken to be a face crop."
 
 
 def test_two_concurrent_requests_both_complete(client, faces):
@@ -179,7 +285,8 @@ def test_results_of_any_mode_can_be_shown():
 
 def test_messages_for_visitors_name_no_api_arguments():
     assert "not an image" in readable(InvalidImageError("x.jpg is not an image file that PIL can read"))
-    assert readable(ValueError("image is 1x1 pixels")) == "Image is 1x1 pixels."
+    assert readable(ValueError("strength must be a number from 0 to 2")) == "Strength must be a number from 0 to 2."
+    assert readable(ImageTooSmallError(1, 1), "the reference photo").startswith("The reference photo is only 1x1")
 
 
 def test_strip_and_mp4_keep_odd_sized_frames(tmp_path):

@@ -235,6 +235,24 @@ def test_all_faces_of_a_group_photo_are_edited(tiny_model, photo_dir):
 
 
 @needs_dlib
+def test_one_face_of_a_group_photo_is_picked_by_its_index(tiny_model, photo_dir):
+    photo = open_photo(photo_dir, "multi_face.jpg")
+    found = faces.locate(images.load_images(photo).pixels[0], 128, which="all")
+    second = changed(tiny_model.edit(photo, aus="Happy", faces=1), photo)
+    for index, face in enumerate(found):
+        left, top, right, bottom = (round(c) for c in face.box)
+        assert (second[top:bottom, left:right].mean() > 0.3) == (index == 1), face.box
+    prepared = tiny_model.prepare(photo)
+    assert prepared.found_faces and len(prepared.faces) == len(found)
+    assert np.array_equal(
+        np.asarray(tiny_model.edit(prepared, aus="Happy", faces=1)),
+        np.asarray(tiny_model.edit(photo, aus="Happy", faces=1)),
+    )
+    with pytest.raises(ValueError, match=f"face 9 was asked for, but {len(found)} faces were found"):
+        tiny_model.edit(photo, aus="Happy", faces=9)
+
+
+@needs_dlib
 def test_estimator_and_references_see_aligned_crops(tiny_model, photo_dir):
     photo, reference = (open_photo(photo_dir, name) for name in ("0-f15-hao-ph.jpg", "0-f1-su-ph.jpg"))
     seen = []

@@ -122,7 +122,7 @@ def test_modes_move_the_face(tiny_model, face_crop):
         (dict(), "exactly one of"),
         (dict(aus="Happy", delta={"AU12": 0.1}), "exactly one of"),
         (dict(aus="Happy", strength=float("nan")), "strength"),
-        (dict(aus="Happy", strength=5), "strength"),
+        (dict(aus="Happy", strength=5), "strength must be a number from 0 to 2"),
     ],
 )
 def test_edit_rejects_malformed_requests(tiny_model, face_crop, kwargs, message):
@@ -193,6 +193,35 @@ def test_interpolate(tiny_model, face_crop):
         tiny_model.interpolate(face_crop, None, "Happy", steps=1)
     with pytest.raises(ValueError, match="one image"):
         tiny_model.interpolate([face_crop, face_crop], None, "Happy")
+
+
+def test_interpolation_is_bounded_and_streams(tiny_model, face_crop):
+    with pytest.raises(ValueError, match="from 2 to 256"):
+        tiny_model.interpolate(face_crop, None, "Happy", steps=10_000)  # refused before any work
+    frames = tiny_model.interpolation_frames(face_crop, None, "Happy", steps=40)
+    first = next(frames)  # made lazily, a chunk at a time: nothing holds all 40 frames
+    assert np.array_equal(np.asarray(first), np.asarray(face_crop))
+    rest = list(frames)
+    assert len(rest) == 39
+    assert np.array_equal(np.asarray(rest[-1]), np.asarray(tiny_model.edit(face_crop, aus="Happy")))
+
+
+def test_a_prepared_photo_edits_as_the_photo_does(tiny_model, face_crop):
+    photo = face_crop.resize((200, 200))  # a small image with no detectable face: taken as a crop
+    prepared = tiny_model.prepare(photo)
+    assert not prepared.found_faces and prepared.size == (200, 200) and len(prepared.faces) == 1
+    for spec in ("Happy", {"AU45": 0.9}):
+        assert np.array_equal(
+            np.asarray(tiny_model.edit(prepared, aus=spec)), np.asarray(tiny_model.edit(photo, aus=spec))
+        )
+    assert tiny_model.estimate_aus(prepared) == pytest.approx(tiny_model.estimate_aus(photo), abs=1e-6)
+    assert np.array_equal(np.asarray(tiny_model.edit(prepared, delta={"AU12": 0.0})), np.asarray(photo))
+    frames = tiny_model.interpolate(prepared, None, "Sad", steps=3)
+    assert np.array_equal(np.asarray(frames[-1]), np.asarray(tiny_model.edit(photo, aus="Sad")))
+    with pytest.raises(ValueError, match="face 1 was asked for, but 1 face was found"):
+        tiny_model.edit(prepared, aus="Happy", faces=1)
+    with pytest.raises(ValueError, match="one image"):
+        tiny_model.prepare([face_crop, face_crop])
 
 
 def test_bfloat16_weights(tiny_model, face_crop):

@@ -12,8 +12,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import logging
+import os
 import shutil
 import tempfile
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -21,39 +26,54 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from gradio.data_classes import FileData
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from wemgan.aus import AU_NAMES, EXPRESSIONS
 from wemgan.data import synthetic
 from wemgan.export import data_licence
-from wemgan.faces import FaceNotFoundError, FacesExtraMissingError
-from wemgan.images import MAX_PIXELS, ImageTooLargeError, InvalidImageError
-from wemgan.model import WEMGAN
+from wemgan.faces import FaceNotFoundError, FacesExtraMissingError, uint8_image
+from wemgan.images import MAX_PIXELS, MIN_SIDE, ImageTooLargeError, ImageTooSmallError, InvalidImageError
+from wemgan.model import WEMGAN, PreparedPhoto, check_strength
+
+log = logging.getLogger(__name__)
 
 OWN_EXPRESSION = "The photo's own expression"
+REFERENCE_PHOTO = "The reference photo's expression"
+MAX_APP_FRAMES = 16  # the app's frame slider; the library allows up to wemgan.MAX_FRAMES
 MAX_ANIMATION_SIDE = 512  # GIF/MP4 frames of a 12 MP photo would be hundreds of MB; the edited photo keeps its size
 FRAME_SECONDS = 0.15
 STRIP_HEIGHT = 160
+OVERVIEW_SIDE = 640  # the face picker's picture of a group photo
+MAX_CACHED_PHOTOS = 16  # photos searched and read once, for the live sliders ...
+MAX_CACHED_PIXELS = 60_000_000  # ... and their pixels in all (float32 RGB: about 0.7 GB at most)
+RESULT_FILE_SECONDS = 3600  # our GIF/MP4/PNG results are swept out after an hour (gradio keeps its copies)
+PHOTOS = Path(__file__).resolve().parent / "data" / "photos"  # public-domain portraits, see NOTICE.md there
 EXAMPLE_IDENTITIES = (212, 201, 203, 211)  # seeds of docs/synthfacs.png: varied, clearly readable faces
 CHART_COLORS = {"source": (90, 120, 200), "reference": (230, 150, 40), "result": (60, 170, 90)}
 
 
 # ------------------------------------------------------------------ loading
 def load_model(source: str) -> tuple[WEMGAN | None, str]:
-    """(model, status line); model is None when nothing trained can be shown."""
+    """(model, status line); model is None when nothing trained can be shown.
+
+    The status names the model (a folder's name or a Hub id), never a path of the server.
+    """
     local = Path(source)
     is_local = local.exists() or local.is_absolute() or source.startswith(".")
+    name = local.resolve().name if is_local else source
     if is_local and not (local / "model.safetensors").is_file():
-        return None, f"No trained model is shipped in `{source}` yet, so this demo cannot edit faces."
+        return None, f"No trained model is shipped as `{name}` yet, so this demo cannot edit faces."
     try:
         model = WEMGAN.from_pretrained(source)
     except Exception as error:  # shown to the visitor instead of a traceback
-        return None, f"The model `{source}` could not be loaded: {error}"
+        message = str(error).replace(str(local.resolve()), name) if is_local else str(error)
+        return None, f"The model `{name}` could not be loaded: {message}"
     if not model.is_trained:
-        return None, f"The model in `{source}` was never trained; its edits would be noise, so none are shown."
+        return None, f"The model `{name}` was never trained; its edits would be noise, so none are shown."
     info = model.provenance
     _, data = data_licence(str(info.get("dataset", "unknown data")))
-    return model, f"Model: `{source}`, {info.get('steps', 'an unknown number of')} training steps. {data}"
+    return model, f"Model: `{name}`, {info.get('steps', 'an unknown number of')} training steps. {data}"
 
 
 # ------------------------------------------------------------------- errors
@@ -71,6 +91,9 @@ def readable(error: Exception, what: str = "the photo") -> str:
         return f"{_sentence(what)} is too large: at most {megapixels} megapixels, please upload a smaller one."
     if isinstance(error, InvalidImageError | UnidentifiedImageError):
         return f"{_sentence(what)} is not an image file that can be read. Upload a JPEG, PNG or WebP photo."
+    if isinstance(error, ImageTooSmallError):
+        width, height = error.size
+        return f"{_sentence(what)} is only {width}x{height} pixels; a face needs at least {MIN_SIDE}x{MIN_SIDE}."
     message = str(error)
     return _sentence(message) + ("" if message.endswith(".") else ".")
 
@@ -79,18 +102,24 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def visitor_error(message: str) -> gr.Error:
+    """A gr.Error for a mistake a visitor can make: shown to them, logged in one line, no traceback."""
+    log.warning("visitor error: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
 @contextlib.contextmanager
 def visitor_errors(what: str = "the photo") -> Iterator[None]:
-    """Turn input errors about `what` into gr.Error (shown as a message, never a traceback)."""
+    """Turn input errors about `what` into visitor errors (a message, never a traceback)."""
     try:
         yield
     except (ValueError, TypeError, OSError) as error:  # OSError: PIL on unreadable or truncated files
-        raise gr.Error(readable(error, what)) from None
+        raise visitor_error(readable(error, what)) from None
 
 
 def require(image: Any, what: str) -> Any:
     if image is None:
-        raise gr.Error(f"Upload {what} first.")
+        raise visitor_error(f"Upload {what} first.")
     return image
 
 
@@ -113,67 +142,294 @@ def _explain_upload_errors(preprocess: Callable[[Any], Any], what: str) -> Calla
         try:
             return preprocess(payload)
         except (OSError, ValueError, Image.DecompressionBombError) as error:
-            raise gr.Error(readable(error, what)) from None
+            raise visitor_error(readable(error, what)) from None
 
     return explained
 
 
+# ------------------------------------------------------------------- faces
+def face_choice(face: Any, count: int | None = None) -> str | int:
+    """A visitor's face choice ("all", or the number drawn on the photo, 1 = largest) as WEMGAN's `faces=`.
+
+    count: how many faces the photo has, when known: a number beyond it is refused.
+    """
+    text = str(face).strip().lower() if face is not None else "1"
+    if text in ("all", "all faces"):
+        return "all"
+    if not (text.isdigit() and int(text) >= 1):
+        raise visitor_error(f"Face {face!r} does not exist: give 'all' or the number of a face shown on the photo.")
+    if count is not None and int(text) > count:
+        found = "1 face was" if count == 1 else f"{count} faces were"
+        raise visitor_error(f"Face {text} does not exist: {found} found in the photo.")
+    return int(text) - 1
+
+
+def face_choices(count: int) -> list[tuple[str, str]]:
+    """(label, value) pairs of a face picker for a photo with `count` faces."""
+    if count <= 1:
+        return [("The face", "1")]
+    return [("Face 1 (largest)", "1"), *[(f"Face {n}", str(n)) for n in range(2, count + 1)], ("All faces", "all")]
+
+
+def faces_overview(photo: PreparedPhoto, longest: int = OVERVIEW_SIDE) -> Image.Image:
+    """The photo, shrunk, with each face's box and number (1 = largest) drawn on it."""
+    image = shrink(Image.fromarray(uint8_image(photo.batch.pixels[0])), longest)
+    scale = image.width / photo.size[0]
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(14, image.width // 25))
+    for number, face in enumerate(photo.faces, start=1):
+        box = [round(c * scale) for c in face.box]
+        draw.rectangle(box, outline=(255, 210, 0), width=3)
+        draw.text(
+            (box[0] + 4, box[1] + 2), str(number), fill=(255, 210, 0), font=font, stroke_width=2, stroke_fill="black"
+        )
+    return image
+
+
+# ----------------------------------------------------------------- caching
+class PreparedPhotos:
+    """The last few photos, searched for faces and read (WEMGAN.prepare), by file path.
+
+    A slider move then costs a generator call and a paste-back, not a face search. Gradio
+    names uploads by their content's hash, so a path stands for one image. Bounded by count
+    and pixels: a server holds at most MAX_CACHED_PHOTOS photos of MAX_CACHED_PIXELS in all.
+    """
+
+    def __init__(self, model: WEMGAN, photos: int = MAX_CACHED_PHOTOS, pixels: int = MAX_CACHED_PIXELS) -> None:
+        self.model, self.photos, self.pixels = model, photos, pixels
+        self._cache: OrderedDict[tuple[str, int, int], PreparedPhoto] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: str | Path) -> PreparedPhoto:
+        stat = Path(path).stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        prepared = self.model.prepare(Path(path))  # outside the lock: other sessions' photos need not wait
+        with self._lock:
+            self._cache[key] = prepared
+            while len(self._cache) > self.photos or (len(self._cache) > 1 and self._total_pixels() > self.pixels):
+                self._cache.popitem(last=False)
+        return prepared
+
+    def _total_pixels(self) -> int:
+        return sum(width * height for width, height in (photo.size for photo in self._cache.values()))
+
+
+class RecentFiles:
+    """A folder for result files the server hands out (GIF, MP4, API images); files older than max_age go.
+
+    Gradio copies a returned file into its own cache, so ours are only needed for a moment;
+    each new file sweeps out the old ones, and the folder is deleted when the server exits.
+    """
+
+    def __init__(self, prefix: str, max_age: float = RESULT_FILE_SECONDS) -> None:
+        self.folder, self.max_age = _temporary_folder(prefix), max_age
+
+    def new_folder(self) -> Path:
+        """An empty folder of its own for one request: concurrent requests never share files."""
+        cutoff = time.time() - self.max_age
+        for old in self.folder.iterdir():
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(dir=self.folder))
+
+
 # --------------------------------------------------------------------- demo
 class Demo:
-    """Everything the app's events do, on one trained model."""
+    """Everything the app's events and API endpoints do, on one trained model.
+
+    Face choices ("face") are what a visitor sees: "all", or the number drawn on the photo
+    (1 = largest); see `face_choice`.
+    """
 
     def __init__(self, model: WEMGAN) -> None:
         self.model = model
-        self.folder = _temporary_folder("wemgan-demo-")  # animations; gradio copies them to its cache
+        self.photos = PreparedPhotos(model)
+        self.files = RecentFiles("wemgan-demo-")
 
-    def transfer(self, photo: Any, reference: Any, strength: float) -> tuple[Image.Image, Image.Image]:
+    # ------------------------------------------------------------ the face picker
+    def find_faces(self, photo: Any) -> tuple[Image.Image | None, list[tuple[str, str]], str]:
+        """(overview with numbered boxes or None, face-picker choices, note) for a new photo; None clears."""
+        if photo is None:
+            return None, face_choices(1), ""
+        prepared = self._prepared(photo, "the photo")
+        count = len(prepared.faces)
+        if not prepared.found_faces:
+            note = "No face was found, so the whole image is taken to be a face crop."
+            if prepared.size == (self.model.image_size, self.model.image_size):
+                note = "The image is a face crop of the model's size: it is edited as a whole."
+            return None, face_choices(1), note
+        if count == 1:
+            return None, face_choices(1), ""
+        note = f"{count} faces found, numbered from the largest: pick one, or all of them."
+        return faces_overview(prepared), face_choices(count), note
+
+    def face_picker(self, photo: Any) -> tuple[Any, Any, str]:
+        """Updates of the face picker (overview picture, face dropdown, note) for a new photo."""
+        overview, choices, note = self.find_faces(photo)
+        return (
+            gr.update(value=overview, visible=overview is not None),
+            gr.update(choices=choices, value="1", visible=len(choices) > 1),
+            note,
+        )
+
+    def open_for_edit(self, photo: Any) -> tuple[Any, ...]:
+        """A new photo in the Edit tab: the face picker, the sliders at the largest face's AUs, no result."""
+        picker = self.face_picker(photo)
+        sliders = [gr.skip()] * len(AU_NAMES) if photo is None else self.read_aus(photo)
+        return (*picker, *sliders, None)
+
+    # --------------------------------------------------------------------- transfer
+    def transfer(self, photo: Any, reference: Any, strength: float, face: str = "1") -> tuple[Image.Image, Image.Image]:
         """The photo with the reference's expression, and a chart of the AUs of all three faces."""
         require(photo, "a photo to edit")
         require(reference, "a reference photo")
+        strength = self._strength(strength)
         # Read each face on its own first, so that an error names the photo it is about.
-        with visitor_errors("the photo to edit"):
-            source = self.model.estimate_aus(photo)
+        prepared, which = self._photo(photo, face, "the photo to edit")
         with visitor_errors("the reference photo"):
-            target = self.model.estimate_aus(reference)
-        with visitor_errors():
-            result = self.model.edit(photo, aus=target, strength=float(strength))  # = edit(reference=...)
-            edited = self.model.estimate_aus(result)
+            target = self.model.estimate_aus(Path(reference))
+        with visitor_errors("the photo to edit"):
+            source = self.model.estimate_aus(prepared, faces=_one(which))
+            result = self.model.edit(prepared, aus=target, strength=strength, faces=which)  # = edit(reference=...)
+            edited = self.model.estimate_aus(result, faces=_one(which))
         return displayable(result), au_chart({"source": source, "reference": target, "result": edited})
 
-    def estimate_aus(self, photo: Any) -> list[float]:
-        """The 17 AUs of the photo's largest face, in AU_NAMES order (the sliders' values)."""
+    # ------------------------------------------------------------------ AU sliders
+    def read_aus(self, photo: Any, face: str = "1") -> list[float]:
+        """The 17 AUs of the chosen face (all faces: the largest), in AU_NAMES order: the sliders' values."""
         require(photo, "a photo")
+        prepared, which = self._photo(photo, face)
         with visitor_errors():
-            aus = self.model.estimate_aus(photo)
+            aus = self.model.estimate_aus(prepared, faces=_one(which))
         return [round(aus[name], 2) for name in AU_NAMES]
 
-    def edit_aus(self, photo: Any, *values: float) -> Image.Image:
-        """The photo with its AUs set to `values` (17 numbers in AU_NAMES order)."""
-        require(photo, "a photo")
-        if len(values) != len(AU_NAMES):
-            raise gr.Error(f"Give {len(AU_NAMES)} AU values, got {len(values)}.")
-        with visitor_errors():
-            return displayable(self.model.edit(photo, aus=dict(zip(AU_NAMES, map(float, values), strict=True))))
+    def edit_live(self, photo: Any, face: str, *values: float) -> Image.Image:
+        """The photo with the chosen face's AUs set to `values` (17 numbers in AU_NAMES order).
 
+        Runs on every slider move: the photo's faces come from the cache (`PreparedPhotos`),
+        so only the generator and the paste-back run.
+        """
+        require(photo, "a photo")
+        if len(values) != len(AU_NAMES) or any(value is None for value in values):
+            raise visitor_error(f"Give all {len(AU_NAMES)} AU values, got {sum(v is not None for v in values)}.")
+        return self._edit(photo, face, dict(zip(AU_NAMES, map(float, values), strict=True)))
+
+    # --------------------------------------------------------------------- the API
+    def estimate_aus_api(self, photo: FileData, face: str = "1") -> dict[str, float]:
+        """The 17 Action Unit intensities (0 to 1) of one face of the photo.
+
+        Args:
+            photo: the photo (a face crop or a photo with faces).
+            face: which face: its number, 1 = the largest.
+        """
+        path = _api_file(require(photo, "a photo"))
+        if face_choice(face) == "all":
+            raise visitor_error("estimate_aus reads one face: give its number (1 = the largest).")
+        prepared, which = self._photo(path, face)
+        with visitor_errors():
+            aus = self.model.estimate_aus(prepared, faces=which)
+        return {name: round(value, 4) for name, value in aus.items()}
+
+    def edit_aus_api(self, photo: FileData, aus: dict[str, float], face: str = "1", strength: float = 1.0) -> FileData:
+        """The photo with a face's Action Units set to `aus`: all 17, as estimate_aus returns them.
+
+        Args:
+            photo: the photo to edit.
+            aus: target intensity (0 to 1) of each of the 17 AUs, e.g. {"AU01": 0.1, ..., "AU45": 0.0}.
+            face: which face: its number (1 = the largest), or "all".
+            strength: how far to go from the face's own expression to `aus`, 0 to 2 (1 = exactly).
+        """
+        path = _api_file(require(photo, "a photo"))
+        if not isinstance(aus, dict):
+            raise visitor_error(
+                f"aus must map AU names to values, e.g. {{'AU12': 0.8, ...}}; got {type(aus).__name__}."
+            )
+        missing = [name for name in AU_NAMES if name not in aus]
+        unknown = sorted(set(aus) - set(AU_NAMES))
+        if missing or unknown:
+            raise visitor_error(
+                f"aus must give all {len(AU_NAMES)} AUs ({', '.join(AU_NAMES)}); "
+                + (f"missing: {', '.join(missing)}" if missing else "")
+                + ("; " if missing and unknown else "")
+                + (f"unknown: {', '.join(unknown)}" if unknown else "")
+                + ". Read a face's AUs with /estimate_aus, change some, and send all of them back."
+            )
+        result = self._edit(path, face, aus, strength)
+        output = self.files.new_folder() / "edited.png"
+        result.save(output)
+        return FileData(path=str(output))
+
+    # ------------------------------------------------------------------- interpolate
     def interpolate(
-        self, photo: Any, start: str, start_reference: Any, end: str, end_reference: Any, steps: float
+        self,
+        photo: Any,
+        start: str,
+        start_reference: Any = None,
+        end: str = "Happy",
+        end_reference: Any = None,
+        steps: float = 8,
+        face: str = "1",
     ) -> tuple[str, str | None, Image.Image, str]:
         """(GIF path, MP4 path or None, frame strip, note): the face moving from `start` to `end`.
 
-        A reference photo, when given, wins over the preset chosen next to it.
+        start, end: OWN_EXPRESSION, an expression preset, or REFERENCE_PHOTO (then the
+        reference photo next to it is required; a reference given with anything else is an error).
         """
         require(photo, "a photo")
-        first = _endpoint(start, start_reference)
-        last = _endpoint(end, end_reference)
+        first = _endpoint("start", start, start_reference)
+        last = _endpoint("end", end, end_reference)
+        if not isinstance(steps, int | float) or steps != int(steps) or not 2 <= steps <= MAX_APP_FRAMES:
+            raise visitor_error(f"Frames must be a whole number from 2 to {MAX_APP_FRAMES}, got {steps!r}.")
+        prepared, which = self._photo(photo, face)
+        folder = self.files.new_folder()
+        frames, strip = [], []  # frames kept small as they come: memory stays flat for large photos
         with visitor_errors():
-            frames = self.model.interpolate(photo, first, last, steps=int(steps))
-        frames = [displayable(frame) for frame in frames]
-        small = [shrink(frame, MAX_ANIMATION_SIDE) for frame in frames]
-        folder = Path(tempfile.mkdtemp(dir=self.folder))  # one per request: concurrent requests never share files
-        gif = write_gif(small, folder / "interpolation.gif")
-        mp4 = write_mp4(small, folder / "interpolation.mp4")
+            for frame in self.model.interpolation_frames(prepared, first, last, steps=int(steps), faces=which):
+                frame = displayable(frame)
+                frames.append(shrink(frame, MAX_ANIMATION_SIDE))
+                strip.append(shrink(frame, STRIP_HEIGHT * 4))
+        gif = write_gif(frames, folder / "interpolation.gif")
+        mp4 = write_mp4(frames, folder / "interpolation.mp4")
         note = f"{len(frames)} frames." if mp4 else f"{len(frames)} frames. No MP4: install PyAV (`pip install av`)."
-        return str(gif), str(mp4) if mp4 else None, frame_strip(frames), note
+        return str(gif), str(mp4) if mp4 else None, frame_strip(strip), note
+
+    # ------------------------------------------------------------------- helpers
+    def _prepared(self, photo: Any, what: str = "the photo") -> PreparedPhoto:
+        with visitor_errors(what):
+            return self.photos.get(photo)
+
+    def _photo(self, photo: Any, face: Any, what: str = "the photo") -> tuple[PreparedPhoto, str | int]:
+        """The photo, prepared, and the visitor's face choice checked against the faces found in it."""
+        face_choice(face)  # a malformed choice is refused before any work
+        prepared = self._prepared(photo, what)
+        return prepared, face_choice(face, len(prepared.faces))
+
+    def _strength(self, strength: Any) -> float:
+        with visitor_errors():
+            return check_strength(strength)
+
+    def _edit(self, photo: Any, face: Any, aus: dict[str, float], strength: Any = 1.0) -> Image.Image:
+        strength = self._strength(strength)
+        prepared, which = self._photo(photo, face)
+        with visitor_errors():
+            return displayable(self.model.edit(prepared, aus=aus, faces=which, strength=strength))
+
+
+def _one(which: str | int) -> int:
+    """The face whose AUs stand for a choice: the face itself, or for "all" the largest."""
+    return 0 if which == "all" else int(which)
+
+
+def _api_file(photo: Any) -> Path:
+    """The server path of a file an API client uploaded (gradio hands it over as FileData or its dict)."""
+    path = photo.get("path") if isinstance(photo, dict) else getattr(photo, "path", photo)
+    if not isinstance(path, str | os.PathLike):
+        raise visitor_error("photo must be an uploaded file (gradio_client.handle_file(...)).")
+    return Path(path)
 
 
 def _temporary_folder(prefix: str) -> Path:
@@ -183,14 +439,20 @@ def _temporary_folder(prefix: str) -> Path:
     return folder
 
 
-def _endpoint(preset: str, reference: Any) -> Any:
+def _endpoint(side: str, choice: str, reference: Any) -> Any:
+    """An interpolation end as WEMGAN.interpolate takes it: None (own expression), a preset name or an image."""
+    if choice == REFERENCE_PHOTO:
+        return Path(require(reference, f"the reference photo for the {side}"))  # a Path is an image to the model
     if reference is not None:
-        return Path(reference)  # a Path is an image to the model; a plain string would be a preset name
-    if preset == OWN_EXPRESSION:
+        raise visitor_error(
+            f"A reference photo was given for the {side}, but '{choice}' was chosen: "
+            f"choose '{REFERENCE_PHOTO}' to use the photo, or remove it."
+        )
+    if choice == OWN_EXPRESSION:
         return None
-    if preset not in EXPRESSIONS:
-        raise gr.Error(f"Unknown expression {preset!r}; choose one of {', '.join(EXPRESSIONS)}.")
-    return preset
+    if choice not in EXPRESSIONS:
+        raise visitor_error(f"Unknown expression {choice!r}; choose one of {', '.join(EXPRESSIONS)}.")
+    return choice
 
 
 def preset_values(name: str) -> list[float]:
@@ -286,6 +548,17 @@ def au_chart(faces: dict[str, dict[str, float]], height: int = 260) -> Image.Ima
 
 
 # ----------------------------------------------------------------- examples
+def example_photos(folder: Path | None = None) -> dict[str, Path]:
+    """The demo's examples by name: real public-domain portraits first, then SynthFACS faces.
+
+    "astronaut" (smiling), "grace_hopper" (calm) and "two_portraits" (both, side by side)
+    ship with the package (data/photos, licences in its NOTICE.md); the SynthFACS faces of
+    `example_faces` are rendered into `folder` and are offered labelled as synthetic.
+    """
+    photos = {path.stem: path for path in sorted(PHOTOS.glob("*.jpg"))}
+    return photos | example_faces(folder)
+
+
 def example_faces(folder: Path | None = None) -> dict[str, Path]:
     """SynthFACS faces rendered now (nothing downloaded, free to redistribute), by name.
 

@@ -44,7 +44,7 @@ from PIL import Image
 from torch import Tensor
 
 Detector = Literal["hog", "cnn"]
-Which = Literal["largest", "all"]
+Which = Literal["largest", "all"] | int  # an int picks one face: 0 = the largest, 1 = the next, ...
 
 FACES_EXTRA = 'pip install "wemgan[faces]"'
 DETECT_LONG_SIDE = 800  # detection runs on a copy this size: 25 ms instead of seconds on a 12 MP photo
@@ -425,6 +425,8 @@ def locate(
 ) -> list[Face]:
     """The faces of one 3 x H x W image (in [0, 1]) to edit, largest first.
 
+    which: "largest", "all", or the index of one face in largest-first order (0 = largest).
+
     align_faces=False: the image is a face crop; its centred square is the face.
     align_faces=True: detect and align; no face is a FaceNotFoundError.
     align_faces=None (auto): an image of exactly size x size is a crop. Anything else is
@@ -433,22 +435,44 @@ def locate(
         crop already (a detector needs context around a face that fills the frame), and a
         larger image is an error.
     """
-    if which not in ("largest", "all"):
-        raise ValueError(f"faces must be 'largest' or 'all', got {which!r}")
+    check_which(which)
     height, width = pixels.shape[-2:]
     long_side, short_side = max(width, height), min(width, height)
     crop_like = long_side <= CROP_LIKE_SIDE * size and long_side <= CROP_LIKE_ASPECT * short_side
     if align_faces is False or (align_faces is None and (width, height) == (size, size)):
-        return [centre_face(width, height, size)]
+        return select([centre_face(width, height, size)], which)
     if align_faces is None and crop_like and not available():
-        return [centre_face(width, height, size)]
+        return select([centre_face(width, height, size)], which)
     detections = detect(uint8_image(pixels), detector)
     if not detections:
         if align_faces is None and crop_like:
-            return [centre_face(width, height, size)]
+            return select([centre_face(width, height, size)], which)
         raise FaceNotFoundError(_not_found_message(width, height, detector))
-    faces = [align(d, template, size) for d in detections]
-    return faces if which == "all" else faces[:1]
+    return select([align(d, template, size) for d in detections], which)
+
+
+def check_which(which: Any) -> None:
+    """A ValueError unless `which` is "largest", "all" or a face index >= 0."""
+    is_index = isinstance(which, int | np.integer) and not isinstance(which, bool)
+    if not (which in ("largest", "all") or (is_index and which >= 0)):
+        raise ValueError(f"faces must be 'largest', 'all' or a face index (0 = the largest), got {which!r}")
+
+
+def select(faces: list[Face], which: Which) -> list[Face]:
+    """The faces `which` names among `faces` (largest first)."""
+    return [faces[index] for index in face_indices(len(faces), which)]
+
+
+def face_indices(count: int, which: Which) -> list[int]:
+    """The positions `which` names among `count` faces (largest first)."""
+    check_which(which)
+    if which == "all":
+        return list(range(count))
+    index = 0 if which == "largest" else int(which)
+    if index >= count:
+        found = f"{count} face was" if count == 1 else f"{count} faces were"
+        raise ValueError(f"face {index} was asked for, but {found} found (0 = the largest)")
+    return [index]
 
 
 def _not_found_message(width: int, height: int, detector: Detector) -> str:

@@ -38,6 +38,14 @@ class ImageTooLargeError(ValueError):
     """An image with more pixels than MAX_PIXELS (possibly a decompression bomb)."""
 
 
+class ImageTooSmallError(ValueError):
+    """An image with a side below MIN_SIDE pixels."""
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(f"image is {width}x{height} pixels; the smallest usable face image is {MIN_SIDE}x{MIN_SIDE}")
+        self.size = (width, height)
+
+
 class InvalidImageError(ValueError):
     """A file or byte string that is not a readable image (unknown format, truncated, corrupt)."""
 
@@ -203,7 +211,7 @@ def _split_channels(tensor: Tensor) -> tuple[Tensor, Tensor | None]:
 
 def _check_side(width: int, height: int) -> None:
     if min(width, height) < MIN_SIDE:
-        raise ValueError(f"image is {width}x{height} pixels; the smallest usable face image is {MIN_SIDE}x{MIN_SIDE}")
+        raise ImageTooSmallError(width, height)
 
 
 def _check_pixels(width: int, height: int, name: str) -> None:

@@ -17,7 +17,8 @@ No training code lives here.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ WEIGHTS_NAME = "model.safetensors"
 
 AUSpec = dict[str, float] | list[float] | np.ndarray | str
 GENERATION_CHUNK = 16  # images per generator call: bounds peak memory on large batches
+MAX_STRENGTH = 2.0  # edit(strength=...) range [0, MAX_STRENGTH]; above 1 exaggerates the change
+MAX_FRAMES = 256  # interpolate(steps=...) range [2, MAX_FRAMES]; 256 frames at 0.15 s are 38 s of video
 
 
 class WEMGAN(
@@ -169,6 +172,21 @@ class WEMGAN(
 
     # ---------------------------------------------------------------- inference
     @torch.inference_mode()
+    def prepare(self, image: Any, *, align: bool | None = None, detector: facelib.Detector = "hog") -> PreparedPhoto:
+        """Search one image for faces and read their AUs once, for many fast edits of it.
+
+        Pass the result to `edit`, `interpolate` or `estimate_aus` instead of the image: they
+        then skip detection, alignment and AU reading and only run the generator and the
+        paste-back (an app's live sliders). `faces=` still chooses among the faces found.
+        """
+        batch = imgs.load_images(image)
+        if batch.batched:
+            raise ValueError("prepare takes one image; call it once per image")
+        reading = self._read(batch, align, "all", detector)
+        unedited = self._generate(reading.crops, torch.zeros_like(reading.aus))  # G(x, 0) of preserve_detail
+        return PreparedPhoto(batch, reading.located[0], reading.crops, reading.aus, unedited)
+
+    @torch.inference_mode()
     def estimate_aus(
         self,
         images: Any,
@@ -179,15 +197,14 @@ class WEMGAN(
     ) -> dict[str, float] | list[Any]:
         """The 17 AU intensities in [0, 1] of each face.
 
-        One dict per image (faces="largest"), or a list of dicts, largest face first, per
-        image (faces="all"); a batch gives a list of those.
+        One dict per image (faces="largest" or a face index), or a list of dicts, largest face
+        first, per image (faces="all"); a batch gives a list of those.
         """
-        batch = imgs.load_images(images)
-        located, crops = self._locate(batch, align, faces, detector)
-        dicts = iter([au_dict(row) for row in self._estimate(crops).cpu().numpy()])
-        per_image = [[next(dicts) for _ in image_faces] for image_faces in located]
+        reading = self._read(images, align, faces, detector)
+        dicts = iter([au_dict(row) for row in reading.aus.cpu().numpy()])
+        per_image = [[next(dicts) for _ in image_faces] for image_faces in reading.located]
         results = [found if faces == "all" else found[0] for found in per_image]
-        return results if batch.batched else results[0]
+        return results if reading.batch.batched else results[0]
 
     @torch.inference_mode()
     def edit(
@@ -205,13 +222,15 @@ class WEMGAN(
     ) -> Any:
         """Change the expression of each face; give exactly one of reference, aus or delta.
 
+        images: an image, a batch, or a PreparedPhoto (see `prepare`).
         reference: an image (or a batch, one per input) whose expression is transferred; its
             largest face is found with align=None whatever `align` says (pass its AUs from
             estimate_aus(..., align=False) as aus= to use its centred square instead).
         aus: target intensities in [0, 1] as {"AU12": 0.8, ...} (AUs not named keep the
             face's own value), 17 values, or a preset name such as "Happy".
         delta: relative change in [-1, 1] as {"AU45": 1.0, ...} or 17 values.
-        strength: multiplies the relative change u_rel (0 = no change, 1 = as asked).
+        strength: multiplies the relative change u_rel, in [0, MAX_STRENGTH] (0 = no change,
+            1 = as asked, above 1 exaggerates).
         preserve_detail: add G(x, u_rel) - G(x, 0) to the input instead of G(x, u_rel) - x:
             pixels the edit leaves alone keep their full original detail, and no change
             returns the input exactly.
@@ -226,20 +245,15 @@ class WEMGAN(
         ]
         if len(given) != 1:
             raise ValueError(f"give exactly one of reference=, aus= or delta=; got {given or 'none'}")
-        strength = float(strength)
-        if not np.isfinite(strength) or not 0 <= strength <= 2:
-            raise ValueError(f"strength must be a number in [0, 2], got {strength}")
-        batch = imgs.load_images(images)
-        located, crops = self._locate(batch, align, faces, detector)
-        source = self._estimate(crops)
+        strength = check_strength(strength)
+        reading = self._read(images, align, faces, detector)
         if reference is not None:
-            target = self._reference_aus(reference, located, detector)
-            relative = target - source
+            relative = self._reference_aus(reference, reading.located, detector) - reading.aus
         elif aus is not None:
-            relative = torch.stack([self._target(aus, row) - row for row in source])
+            relative = torch.stack([self._target(aus, row) - row for row in reading.aus])
         else:
-            relative = self._as_tensor(au_vector(delta, low=-1, high=1, what="delta")).expand(len(crops), -1)
-        return self._render(batch, located, crops, [strength * relative], preserve_detail)[0]
+            relative = self._as_tensor(au_vector(delta, low=-1, high=1, what="delta")).expand(len(reading.crops), -1)
+        return self._render(reading, [strength * relative], preserve_detail)[0]
 
     @torch.inference_mode()
     def interpolate(
@@ -256,32 +270,68 @@ class WEMGAN(
     ) -> list[Any]:
         """Frames that move one image's face(s) from expression `start` to `end` in equal AU steps.
 
+        image: one image or a PreparedPhoto.
         start, end: AU dicts (partial dicts keep the face's own other AUs), 17 values,
         preset names ("Happy"), or reference images (a plain string is a preset name; give
         a file as pathlib.Path); start=None is each face's own expression.
-        Returns `steps` images (first = start, last = end) in the input's type.
+        steps: 2 to MAX_FRAMES frames.
+        Returns `steps` images (first = start, last = end) in the input's type; for many
+        frames of a large photo, iterate `interpolation_frames` instead (one frame at a time).
         """
-        if not isinstance(steps, int) or steps < 2:
-            raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
-        batch = imgs.load_images(image)
-        if batch.batched:
-            raise ValueError("interpolate takes one image; call it once per image")
-        located, crops = self._locate(batch, align, faces, detector)
-        source = self._estimate(crops)
-        first = source if start is None else self._endpoint(start, source, located, detector)
-        last = self._endpoint(end, source, located, detector)
-        weights = torch.linspace(0, 1, steps, device=self.device)
-        relatives = [(1 - w) * first + w * last - source for w in weights]
-        return self._render(batch, located, crops, relatives, preserve_detail)
+        return list(
+            self.interpolation_frames(
+                image, start, end, steps, preserve_detail, align=align, faces=faces, detector=detector
+            )
+        )
+
+    def interpolation_frames(
+        self,
+        image: Any,
+        start: AUSpec | Any | None,
+        end: AUSpec | Any,
+        steps: int = 8,
+        preserve_detail: bool = True,
+        *,
+        align: bool | None = None,
+        faces: facelib.Which = "largest",
+        detector: facelib.Detector = "hog",
+    ) -> Iterator[Any]:
+        """The frames of `interpolate`, made and yielded a few at a time: memory stays flat in `steps`.
+
+        The arguments are checked, and the faces found, before the first frame is asked for.
+        """
+        if not isinstance(steps, int | np.integer) or isinstance(steps, bool) or not 2 <= steps <= MAX_FRAMES:
+            raise ValueError(f"steps must be an integer from 2 to {MAX_FRAMES}, got {steps!r}")
+        with torch.inference_mode():
+            reading = self._read(image, align, faces, detector)
+            if reading.batch.batched:
+                raise ValueError("interpolate takes one image; call it once per image")
+            first = reading.aus if start is None else self._endpoint(start, reading, detector)
+            last = self._endpoint(end, reading, detector)
+        return self._frames(reading, first, last, int(steps), preserve_detail)
+
+    def _frames(
+        self, reading: Reading, first: Tensor, last: Tensor, steps: int, preserve_detail: bool
+    ) -> Iterator[Any]:
+        weights = torch.linspace(0, 1, steps, device=self.device).tolist()
+        per_call = max(1, GENERATION_CHUNK // len(reading.crops))  # frames per generator call
+        for index in range(0, steps, per_call):
+            with torch.inference_mode():
+                relatives = [(1 - w) * first + w * last - reading.aus for w in weights[index : index + per_call]]
+                frames = self._render(reading, relatives, preserve_detail)
+            yield from frames
 
     # ----------------------------------------------------------------- helpers
     def _as_tensor(self, values: np.ndarray) -> Tensor:
         return torch.as_tensor(values, dtype=torch.float32, device=self.device)
 
-    def _locate(
-        self, batch: imgs.ImageBatch, align: bool | None, which: facelib.Which, detector: facelib.Detector
-    ) -> tuple[list[list[facelib.Face]], Tensor]:
-        """The faces of each image (largest first) and all their crops, N x 3 x S x S in [-1, 1]."""
+    def _read(self, images: Any, align: bool | None, which: facelib.Which, detector: facelib.Detector) -> Reading:
+        """The faces `which` names in each image, their crops and AUs (a PreparedPhoto is only selected from)."""
+        if isinstance(images, PreparedPhoto):
+            chosen = facelib.face_indices(len(images.faces), which)
+            faces, index = [images.faces[i] for i in chosen], torch.tensor(chosen, device=self.device)
+            return Reading(images.batch, [faces], images.crops[index], images.aus[index], images.unedited[index])
+        batch = images if isinstance(images, imgs.ImageBatch) else imgs.load_images(images)
         located = [
             facelib.locate(pixels, self.image_size, self.face_template, align, which, detector)
             for pixels in batch.pixels
@@ -289,7 +339,8 @@ class WEMGAN(
         crops = [
             facelib.crop(pixels, face) for pixels, found in zip(batch.pixels, located, strict=True) for face in found
         ]
-        return located, (torch.cat(crops).clamp(0, 1) * 2 - 1).to(self.device)
+        crops = (torch.cat(crops).clamp(0, 1) * 2 - 1).to(self.device)  # N x 3 x S x S in [-1, 1]
+        return Reading(batch, located, crops, self._estimate(crops))
 
     def _estimate(self, crops: Tensor) -> Tensor:
         return self.au_estimator(crops.to(self.dtype)).float()
@@ -297,21 +348,20 @@ class WEMGAN(
     def _target(self, spec: AUSpec, source: Tensor) -> Tensor:
         return self._as_tensor(au_vector(spec, base=source.cpu().numpy(), what="aus"))
 
-    def _endpoint(
-        self, spec: Any, source: Tensor, located: list[list[facelib.Face]], detector: facelib.Detector
-    ) -> Tensor:
+    def _endpoint(self, spec: Any, reading: Reading, detector: facelib.Detector) -> Tensor:
         """Per-face target AUs (N x 17) of an interpolation end: a reference image or an AU spec."""
         if imgs.is_image(spec):  # arrays of 2+ dims, PIL images and files; 17 numbers are AUs
-            return self._reference_aus(spec, located, detector)
-        return torch.stack([self._target(spec, row) for row in source])
+            return self._reference_aus(spec, reading.located, detector)
+        return torch.stack([self._target(spec, row) for row in reading.aus])
 
     def _reference_aus(self, reference: Any, located: list[list[facelib.Face]], detector: facelib.Detector) -> Tensor:
         """The AUs of the reference's largest face, one row per face in `located`."""
-        ref = imgs.load_images(reference)
-        if len(ref) not in (1, len(located)):
-            raise ValueError(f"got {len(ref)} reference images for {len(located)} inputs; give one, or one per input")
-        _, crops = self._locate(ref, None, "largest", detector)
-        per_image = self._estimate(crops).expand(len(located), -1)
+        ref = self._read(reference, None, "largest", detector)
+        if len(ref.batch) not in (1, len(located)):
+            raise ValueError(
+                f"got {len(ref.batch)} reference images for {len(located)} inputs; give one, or one per input"
+            )
+        per_image = ref.aus.expand(len(located), -1)
         counts = torch.tensor([len(found) for found in located], device=self.device)
         return per_image.repeat_interleave(counts, dim=0)
 
@@ -322,32 +372,30 @@ class WEMGAN(
         ]
         return torch.cat(outputs)
 
-    def _render(
-        self,
-        batch: imgs.ImageBatch,
-        located: list[list[facelib.Face]],
-        crops: Tensor,
-        relatives: list[Tensor],
-        preserve_detail: bool,
-    ) -> list[Any]:
+    def _render(self, reading: Reading, relatives: list[Tensor], preserve_detail: bool) -> list[Any]:
         """One output (same form as the input) per relative-AU tensor (N x 17 or 1 x 17) in `relatives`.
 
-        All conditions (and G(x, 0) for preserve_detail) go through the generator as one
-        batch: interpolation frames cost one batched call, not one call per frame.
+        All conditions (and G(x, 0) for preserve_detail, unless the reading holds it) go
+        through the generator as one batch: interpolation frames cost one batched call.
         """
-        n = len(crops)
+        crops, n = reading.crops, len(reading.crops)
         conditions = [relative.expand(n, -1) for relative in relatives]
-        if preserve_detail:
+        add_unedited = preserve_detail and reading.unedited is None
+        if add_unedited:
             conditions.append(torch.zeros_like(conditions[0]))
-        outputs = self._generate(crops.repeat(len(conditions), 1, 1, 1), torch.cat(conditions)).split(n)
-        base = outputs[-1] if preserve_detail else crops
+        outputs = list(self._generate(crops.repeat(len(conditions), 1, 1, 1), torch.cat(conditions)).split(n))
+        if add_unedited:
+            base = outputs.pop()
+            conditions.pop()
+        else:
+            base = reading.unedited if preserve_detail else crops
         results = []
-        for relative, edited in zip(conditions[: len(relatives)], outputs, strict=False):
+        for relative, edited in zip(conditions, outputs, strict=True):
             change = (edited - base) / 2  # [-1, 1] units -> [0, 1] units
             if preserve_detail:
                 # G(x, 0) - G(x, 0) is exactly zero; do not let batch-dependent rounding say otherwise.
                 change[relative.abs().amax(1) == 0] = 0
-            results.append(imgs.to_output(batch, self._paste(batch, located, change.cpu())))
+            results.append(imgs.to_output(reading.batch, self._paste(reading.batch, reading.located, change.cpu())))
         return results
 
     @staticmethod
@@ -362,3 +410,51 @@ class WEMGAN(
                     pixels = facelib.paste_back(pixels, face, face_change)
             pasted.append(pixels)
         return pasted
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The faces of a batch of images, as the networks see them."""
+
+    batch: imgs.ImageBatch
+    located: list[list[facelib.Face]]  # per image, the faces to edit
+    crops: Tensor  # N x 3 x S x S in [-1, 1], N = all faces of all images
+    aus: Tensor  # N x 17: what the AU estimator reads on each crop
+    unedited: Tensor | None = None  # N x 3 x S x S: G(x, 0), when known
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedPhoto:
+    """One image searched for faces and read once (made by `WEMGAN.prepare`).
+
+    Holds the decoded photo, every face found (largest first), their crops, AUs and G(x, 0),
+    so that each further edit only runs the generator and the paste-back.
+    """
+
+    batch: imgs.ImageBatch
+    faces: list[facelib.Face]  # largest first; the centred square when the image was taken as a crop
+    crops: Tensor
+    aus: Tensor
+    unedited: Tensor
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the photo."""
+        height, width = self.batch.pixels[0].shape[-2:]
+        return width, height
+
+    @property
+    def found_faces(self) -> bool:
+        """False when no face was detected and the whole image was taken to be a face crop."""
+        return any(face.landmarks is not None for face in self.faces)
+
+
+def check_strength(strength: Any) -> float:
+    """`strength` as a float, or a ValueError that gives the allowed range."""
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not np.isfinite(value) or not 0 <= value <= MAX_STRENGTH:
+        raise ValueError(f"strength must be a number from 0 to {MAX_STRENGTH:g}, got {strength!r}")
+    return value
