@@ -37,7 +37,7 @@ from wemgan.demo import (
 DEFAULT_MODEL = Path(__file__).resolve().parent / "hub" / "default"
 QUEUE = {"max_size": 32, "default_concurrency_limit": 2}  # 2 edits at once; more would only share the CPU
 LAUNCH = {"max_file_size": "10mb"}
-CACHE = (3600, 3600)  # gradio's copies of uploads and results: swept hourly, deleted after an hour
+CACHE = (300, 1800)  # gradio's copies of uploads and results: swept every 5 min, deleted after 30 min
 PRIVATE = {"api_visibility": "private"}  # events that only drive the page: not part of the API
 INTRO = """# wemgan — facial expression editing by Action Units
 An open implementation of [WEM-GAN](https://arxiv.org/abs/2412.02530): a face's expression is
@@ -127,7 +127,7 @@ def edit_tab(logic: Demo, examples: dict[str, Path]) -> None:
         with gr.Column():
             photo = Photo("Photo (the sliders start at its own AUs)", elem_id="edit-source")
             overview, face, note = face_picker("edit")
-        result = gr.Image(type="pil", format="png", label="Result (follows the sliders)", elem_id="edit-result")
+        result = gr.Image(type="filepath", label="Result (follows the sliders)", elem_id="edit-result")
     with gr.Row():
         presets = {name: gr.Button(name, size="sm", min_width=60) for name in EXPRESSIONS}
         reset = gr.Button("Reset", size="sm", variant="secondary", min_width=60)
