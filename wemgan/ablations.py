@@ -1,7 +1,7 @@
 """Train and score the ablation variants of Tables 6-7 on SynthFACS; one combined Markdown table.
 
     python -m wemgan.ablations --out runs/ablations --steps 300 --eval-limit 200
-    python -m wemgan.ablations --out /tmp/abl --steps 2 --eval-limit 8 --variants backbone,full \\
+    python -m wemgan.ablations --out ../runs/ablations --steps 2 --eval-limit 8 --variants backbone,full \\
         --base_channels 8 --max_channels 16     # unknown options go to train_accelerate.py
 
 Every variant is trained by train_accelerate.py (--preset cpu, --max_train_steps STEPS, SynthFACS)
