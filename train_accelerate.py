@@ -135,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--lambda_mask", type=float, default=5.0, help="mask/warp generators: mean of the colour mask")
     add("--lambda_mask_tv", type=float, default=1.0, help="mask/warp generators: total variation of the mask")
     add("--lambda_flow", type=float, default=10.0, help="warp generators: flow smoothness")
+    add("--lambda_fold", type=float, default=0.0, help="warp generators: penalty where the flow folds the face")
     # objective (paper eqs. 1-9)
     add("--lambda_gp", type=float, default=10.0)
     add("--lambda_d_cond", type=float, default=150.0, help="λ1")
@@ -339,7 +340,7 @@ def main(args: argparse.Namespace) -> None:
     # a run cut short by --max_train_steps before that epoch keeps the constant rate.
     decay_start = min((args.lr_decay_start_epoch - 1) * steps_per_epoch, total_steps)
     weights = LossWeights(args.lambda_gp, args.lambda_d_cond, args.lambda_g_cond, args.lambda_rec,
-                          args.lambda_mask, args.lambda_mask_tv, args.lambda_flow)  # fmt: skip
+                          args.lambda_mask, args.lambda_mask_tv, args.lambda_flow, args.lambda_fold)  # fmt: skip
     if accelerator.is_main_process:
         params = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
         print(f"{len(dataset)} samples, {steps_per_epoch} steps/epoch, {total_steps} steps, lr decay from "

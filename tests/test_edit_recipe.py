@@ -16,7 +16,7 @@ from wemgan.au_estimator import AUEstimator, QuantileCalibration
 from wemgan.au_training import sampling_weights
 from wemgan.augment import augment, judging_views
 from wemgan.generator import MAX_FLOW, Generator, warp
-from wemgan.losses import LossWeights, edit_regularisation, robust_expression_loss
+from wemgan.losses import LossWeights, edit_regularisation, flow_folding, robust_expression_loss
 from wemgan.metrics.au_judge import AUJudge
 
 SMALL = dict(base_channels=8, max_channels=32, skip_levels=5)
@@ -92,6 +92,23 @@ def test_edit_regularisation_penalises_mask_area_mask_edges_and_rough_flow():
     terms = edit_regularisation(rough, weights)
     assert terms["mask"] == pytest.approx(weights.lambda_mask * 0.25)
     assert terms["mask_tv"] > 0 and terms["flow"] > 0
+
+
+def test_the_fold_penalty_sees_folds_and_squeezes_but_not_smooth_motion():
+    size = 32
+    xs = torch.linspace(-1 + 1 / size, 1 - 1 / size, size)
+    shift = torch.zeros(1, 2, size, size)
+    shift[:, 0] = 0.15  # the whole face moves right: nothing folds
+    assert flow_folding(shift) == 0
+    mirror = torch.zeros(1, 2, size, size)
+    mirror[:, 0] = -2 * xs.view(1, size)  # p + f(p) = -p: the image folded over itself, det = -1
+    assert flow_folding(mirror) == pytest.approx((0.5 + 1) ** 2, rel=1e-3)
+    squeeze = torch.zeros(1, 2, size, size)
+    squeeze[:, 1] = -0.8 * xs.view(size, 1)  # everything pressed to a fifth of its height, det = 0.2
+    assert flow_folding(squeeze) == pytest.approx(0.3**2, rel=1e-3)
+    weights = LossWeights(lambda_fold=10.0)
+    assert edit_regularisation({"flow": mirror}, weights)["fold"] == pytest.approx(10 * 1.5**2, rel=1e-3)
+    assert "fold" not in edit_regularisation({"flow": mirror}, LossWeights())  # off by default: the D recipe
 
 
 def test_judging_views_wash_out_pixel_speckles_but_keep_shapes():

@@ -18,6 +18,8 @@ from .augment import judging_views
 from .discriminators import HighFrequencyDiscriminator, ImageDiscriminator
 from .wavelets import high_frequency
 
+FOLD_MARGIN = 0.5  # flow_folding: an area may shrink to half its size before the penalty starts
+
 
 @dataclass(frozen=True)
 class LossWeights:
@@ -31,6 +33,7 @@ class LossWeights:
     lambda_mask: float = 5.0  # mean of the colour mask: paint only where motion cannot do it
     lambda_mask_tv: float = 1.0  # total variation of the mask: whole regions, not dots
     lambda_flow: float = 10.0  # squared gradient of the flow: faces move smoothly
+    lambda_fold: float = 0.0  # where the warp folds or squeezes an area below FOLD_MARGIN of its size
 
 
 def gradient_penalty(
@@ -121,6 +124,21 @@ def flow_smoothness(flow: Tensor) -> Tensor:
     return (flow[..., 1:, :] - flow[..., :-1, :]).pow(2).mean() + (flow[..., :, 1:] - flow[..., :, :-1]).pow(2).mean()
 
 
+def flow_folding(flow: Tensor, margin: float = FOLD_MARGIN) -> Tensor:
+    """Mean of relu(margin - det J)^2 over the flow's grid, J the Jacobian of p -> p + flow(p).
+
+    det J is the factor by which the warp changes a small area: 1 for no change, near 0 where
+    the face is squeezed into a crease, below 0 where it folds over itself (a nose or lip drawn
+    twice, torn lip edges). Smoothness alone does not stop a large smooth flow from folding.
+    """
+    flow = flow.float()
+    height, width = flow.shape[-2:]
+    dx = (flow[..., :-1, 1:] - flow[..., :-1, :-1]) * (width / 2)  # d flow / d x in grid units ([-1, 1] is 2 wide)
+    dy = (flow[..., 1:, :-1] - flow[..., :-1, :-1]) * (height / 2)
+    det = (1 + dx[:, 0]) * (1 + dy[:, 1]) - dy[:, 0] * dx[:, 1]
+    return torch.relu(margin - det).pow(2).mean()
+
+
 def edit_regularisation(parts: dict[str, Tensor], weights: LossWeights) -> dict[str, Tensor]:
     """Penalties on the mask and flow of a mask or warp generator (GANimation's mask terms; a
     smoothness term for the flow). Empty for the paper's plain-image generator."""
@@ -130,6 +148,8 @@ def edit_regularisation(parts: dict[str, Tensor], weights: LossWeights) -> dict[
         terms["mask_tv"] = weights.lambda_mask_tv * total_variation(parts["mask"])
     if "flow" in parts:
         terms["flow"] = weights.lambda_flow * flow_smoothness(parts["flow"])
+        if weights.lambda_fold:
+            terms["fold"] = weights.lambda_fold * flow_folding(parts["flow"])
     return terms
 
 
