@@ -160,6 +160,16 @@ def test_bad_inputs_are_readable_errors_and_the_server_goes_on(client, faces, ph
     assert len(client.predict(photo=handle_file(str(faces["face-201"])), api_name="/estimate_aus")) == len(AU_NAMES)
 
 
+def test_a_visitor_error_takes_one_line_of_the_server_log(client, photo_dir, capfd, caplog):
+    capfd.readouterr()
+    with pytest.raises(AppError, match="No face was found"):
+        client.predict(photo=handle_file(str(photo_dir / "free-mountain-vector-01.jpg")), api_name="/estimate_aus")
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    logged = [record.getMessage() for record in caplog.records if record.name == "wemgan.demo"]
+    assert len(logged) == 1 and logged[0].startswith("visitor error: No face was found in the photo.")
+
+
 def test_transfer_errors_name_the_photo_they_are_about(client, faces, photo_dir, tmp_path):
     face, landscape = handle_file(str(faces["face-201"])), handle_file(str(photo_dir / "free-mountain-vector-01.jpg"))
     with pytest.raises(AppError, match="No face was found in the reference photo"):
