@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-import safetensors.torch
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -35,6 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from wemgan.au_estimator import AUEstimator
+from wemgan.au_training import load_trained_estimator
 from wemgan.augment import judging_views
 from wemgan.aus import EXPRESSIONS, NUM_AUS
 from wemgan.data.datasets import load_training_data, pair_targets
@@ -132,10 +132,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="folder of a trained AU estimator (python -m wemgan.au_training): used frozen for reading AUs "
         "and exported with the model instead of training one alongside the GAN",
     )
+    add(
+        "--flow_resolution",
+        type=int,
+        default=32,
+        help="warp generators: side of the decoder map the flow is predicted on (64, 32, 16 or 8 at 128 px)",
+    )
     add("--lambda_mask", type=float, default=5.0, help="mask/warp generators: mean of the colour mask")
     add("--lambda_mask_tv", type=float, default=1.0, help="mask/warp generators: total variation of the mask")
     add("--lambda_flow", type=float, default=10.0, help="warp generators: flow smoothness")
     add("--lambda_fold", type=float, default=0.0, help="warp generators: penalty where the flow folds the face")
+    add("--lambda_flow_magnitude", type=float, default=0.0, help="warp generators: mean |flow| (L1: sparse motion)")
     # objective (paper eqs. 1-9)
     add("--lambda_gp", type=float, default=10.0)
     add("--lambda_d_cond", type=float, default=150.0, help="λ1")
@@ -180,6 +187,7 @@ def build_networks(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
         "generator": Generator(
             NUM_AUS, args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
             output=args.generator_output, upsample=args.upsample, zero_gate=args.zero_gate,
+            flow_resolution=args.flow_resolution,
         ),
         "image_critic": ImageDiscriminator(NUM_AUS, args.critic_base_channels, args.critic_max_channels),
     }  # fmt: skip
@@ -191,18 +199,12 @@ def build_networks(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
 
 
 def load_estimator(args: argparse.Namespace) -> AUEstimator:
-    """The frozen AU estimator of --estimator_path (model.json + model.safetensors of wemgan.au_training);
-    sets args' estimator widths (before main records the config) so that the exported model holds it."""
-    folder = Path(args.estimator_path)
-    record = json.loads((folder / "model.json").read_text())
-    if record.get("network") != "estimator":
-        raise ValueError(f"{folder} holds a {record.get('network')!r}, not an AU estimator")
+    """The frozen AU estimator of --estimator_path (written by python -m wemgan.au_training); sets
+    args' estimator widths (before main records the config) so that the exported model holds it."""
+    estimator, record = load_trained_estimator(args.estimator_path)
     args.estimator_channels = record["estimator_channels"]
     args.estimator_max_channels = record["estimator_max_channels"]
-    estimator = AUEstimator(NUM_AUS, args.estimator_channels, args.estimator_max_channels,
-                            record["estimator_calibration_knots"])  # fmt: skip
-    estimator.load_state_dict(safetensors.torch.load_file(str(folder / "model.safetensors")), strict=True)
-    return estimator.eval().requires_grad_(False)
+    return estimator.requires_grad_(False)
 
 
 def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estimator: torch.nn.Module, step: int):
@@ -212,7 +214,7 @@ def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estima
         skip_kind=args.skip_kind, au_fusion=args.au_fusion, estimator_channels=args.estimator_channels,
         estimator_max_channels=args.estimator_max_channels, generator_output=args.generator_output,
         upsample=args.upsample, estimator_calibration_knots=estimator.calibration_knots,
-        zero_gate=args.zero_gate,
+        zero_gate=args.zero_gate, flow_resolution=args.flow_resolution,
         provenance={"dataset": str(args.dataset), "steps": step, "command": args.command, "config": args.config},
     )  # fmt: skip
     model.generator.load_state_dict(generator.state_dict())
@@ -340,7 +342,8 @@ def main(args: argparse.Namespace) -> None:
     # a run cut short by --max_train_steps before that epoch keeps the constant rate.
     decay_start = min((args.lr_decay_start_epoch - 1) * steps_per_epoch, total_steps)
     weights = LossWeights(args.lambda_gp, args.lambda_d_cond, args.lambda_g_cond, args.lambda_rec,
-                          args.lambda_mask, args.lambda_mask_tv, args.lambda_flow, args.lambda_fold)  # fmt: skip
+                          args.lambda_mask, args.lambda_mask_tv, args.lambda_flow, args.lambda_fold,
+                          args.lambda_flow_magnitude)  # fmt: skip
     if accelerator.is_main_process:
         params = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
         print(f"{len(dataset)} samples, {steps_per_epoch} steps/epoch, {total_steps} steps, lr decay from "

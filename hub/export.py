@@ -3,9 +3,16 @@
     python hub/export.py runs/wemgan --out hub/default --dtype float16 \
         --card-section "Evaluation=results/results.md"
 
-RUN is a training output directory (its newest complete checkpoint is used) or one
-checkpoint folder. Every checkpoint written by train_accelerate.py holds the inference model
-(generator, EMA generator when enabled, and AU estimator) under inference/.
+RUN is a training output directory (its newest complete checkpoint is used), one checkpoint
+folder, or a Hub folder. Every checkpoint written by train_accelerate.py holds the inference
+model (generator, EMA generator when enabled, and AU estimator) under inference/.
+
+--estimator DIR replaces the model's built-in AU estimator by one trained on its own
+(python -m wemgan.au_training --network estimator --out DIR); the generator is untouched. Both
+estimators regress the same labels, so the generator's relative-AU conditions keep their meaning;
+the better reading makes transfer targets and slider start values closer to the photo's.
+
+    python hub/export.py hub/default --estimator ../runs/estimator-v2 --out ../runs/default-est2
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from pathlib import Path
 import torch
 
 from wemgan import WEMGAN
+from wemgan.au_training import load_trained_estimator
 from wemgan.export import list_checkpoints, model_card, write_hub_folder
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -30,11 +38,17 @@ def parse_args() -> argparse.Namespace:
         "--card-section", action="append", default=[], metavar="TITLE=FILE",
         help="add a Markdown section to the model card from FILE (repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--estimator", type=Path, default=None, metavar="DIR",
+        help="replace the AU estimator by this stand-alone one (python -m wemgan.au_training)",
+    )  # fmt: skip
     return parser.parse_args()
 
 
 def find_inference_folder(run: Path) -> Path:
-    """run/checkpoints/checkpoint-N/inference (newest N), or checkpoint/inference."""
+    """run/checkpoints/checkpoint-N/inference (newest N), checkpoint/inference, or a Hub folder."""
+    if (run / "config.json").is_file() and (run / "model.safetensors").is_file():
+        return run
     if (run / "inference").is_dir():
         return run / "inference"
     found = list_checkpoints(run)
@@ -43,9 +57,29 @@ def find_inference_folder(run: Path) -> Path:
     return found[-1] / "inference"
 
 
+def with_estimator(model: WEMGAN, folder: Path) -> WEMGAN:
+    """A copy of `model` whose AU estimator is the stand-alone one in `folder`; the provenance
+    records where it came from."""
+    estimator, record = load_trained_estimator(folder)
+    config = {key: value for key, value in model._hub_mixin_config.items() if key != "provenance"}  # type: ignore[attr-defined]
+    config |= {
+        "estimator_channels": record["estimator_channels"],
+        "estimator_max_channels": record["estimator_max_channels"],
+        "estimator_calibration_knots": record["estimator_calibration_knots"],
+    }
+    provenance = dict(model.provenance)
+    provenance["estimator"] = {"folder": str(folder), **record}  # how it was trained: data, widths, steps, ...
+    replaced = WEMGAN(**config, provenance=provenance)
+    replaced.generator.load_state_dict(model.generator.state_dict())
+    replaced.au_estimator.load_state_dict(estimator.state_dict())
+    return replaced.eval()
+
+
 def main(args: argparse.Namespace) -> None:
     source = find_inference_folder(args.run)
     model = WEMGAN.from_pretrained(source)
+    if args.estimator is not None:
+        model = with_estimator(model, args.estimator)
     sections = {}
     for item in args.card_section:
         title, sep, file = item.partition("=")

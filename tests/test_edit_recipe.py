@@ -42,6 +42,22 @@ def test_untrained_mask_and_warp_heads_start_as_copies_of_the_input(output):
         assert parts["flow"].shape == (2, 2, 32, 32) and parts["flow"].abs().max() == 0
 
 
+def test_flow_resolution_sets_the_flow_grid_and_survives_save_and_load(tmp_path):
+    from wemgan import WEMGAN
+
+    torch.manual_seed(0)
+    model = WEMGAN(base_channels=8, max_channels=32, generator_output="warp", flow_resolution=16)
+    with torch.no_grad():
+        model.generator.to_flow.bias.fill_(0.5)
+    _, parts = model.generator(torch.zeros(1, 3, 128, 128), torch.zeros(1, 17), return_parts=True)
+    assert parts["flow"].shape == (1, 2, 16, 16)
+    model.save_pretrained(tmp_path)
+    loaded = WEMGAN.from_pretrained(tmp_path)
+    assert loaded.generator.flow_depth == model.generator.flow_depth == 3
+    x = torch.rand(1, 3, 128, 128) * 2 - 1
+    assert torch.equal(loaded.generator(x, torch.ones(1, 17)), model.generator(x, torch.ones(1, 17)))
+
+
 def test_warp_output_blends_flowed_input_and_colour_by_the_mask():
     g = Generator(**SMALL, output="warp")
     with torch.no_grad():
@@ -75,7 +91,7 @@ def test_paper_generator_is_unchanged_by_the_new_options():
     assert edit_regularisation(parts, LossWeights()) == {}
 
 
-@pytest.mark.parametrize("kwargs", [dict(output="paint"), dict(upsample="bicubic")])
+@pytest.mark.parametrize("kwargs", [dict(output="paint"), dict(upsample="bicubic"), dict(flow_resolution=20)])
 def test_bad_options_are_rejected(kwargs):
     with pytest.raises(ValueError, match="must be"):
         Generator(**SMALL, **kwargs)
@@ -109,6 +125,14 @@ def test_the_fold_penalty_sees_folds_and_squeezes_but_not_smooth_motion():
     weights = LossWeights(lambda_fold=10.0)
     assert edit_regularisation({"flow": mirror}, weights)["fold"] == pytest.approx(10 * 1.5**2, rel=1e-3)
     assert "fold" not in edit_regularisation({"flow": mirror}, LossWeights())  # off by default: the D recipe
+
+
+def test_the_flow_magnitude_penalty_is_the_mean_absolute_motion_and_off_by_default():
+    flow = torch.zeros(1, 2, 16, 16)
+    flow[..., :4, :4] = 0.1  # a sixteenth of the grid moves: mean |flow| = 0.1 / 16
+    assert "flow_magnitude" not in edit_regularisation({"flow": flow}, LossWeights())
+    terms = edit_regularisation({"flow": flow}, LossWeights(lambda_flow_magnitude=100.0))
+    assert terms["flow_magnitude"] == pytest.approx(100 * 0.1 / 16)
 
 
 def test_judging_views_wash_out_pixel_speckles_but_keep_shapes():
@@ -236,6 +260,33 @@ def test_train_with_warp_head_and_frozen_robust_estimator(tiny_cache, tmp_path):
     assert {"g/mask", "g/mask_tv", "g/flow", "g/cond"} <= set(logged[0]) and "estimator/loss" not in logged[0]
     face = np.zeros((128, 128, 3), np.uint8)
     assert np.array_equal(model.edit(face, delta=np.zeros(17)), face)  # zero edits stay exact
+
+
+def test_export_swaps_in_a_stand_alone_estimator_and_keeps_the_generator(tiny_cache, tmp_path):
+    import subprocess
+
+    from wemgan import WEMGAN
+
+    run_au_training(tiny_cache, tmp_path / "estimator", "estimator")
+    torch.manual_seed(0)
+    WEMGAN(base_channels=8, max_channels=16, provenance={"steps": 3}).save_pretrained(tmp_path / "model")
+    subprocess.run(
+        [sys.executable, "hub/export.py", str(tmp_path / "model"), "--estimator", str(tmp_path / "estimator"),
+         "--out", str(tmp_path / "swapped")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    before, after = WEMGAN.from_pretrained(tmp_path / "model"), WEMGAN.from_pretrained(tmp_path / "swapped")
+    assert all(torch.equal(v, after.generator.state_dict()[k]) for k, v in before.generator.state_dict().items())
+    trained = safetensors.torch.load_file(tmp_path / "estimator" / "model.safetensors")
+    assert all(torch.equal(v, after.au_estimator.state_dict()[k]) for k, v in trained.items())
+    assert after.provenance["steps"] == 3 and after.provenance["estimator"]["steps"] == 4
+    missing = subprocess.run(
+        [sys.executable, "hub/export.py", str(tmp_path / "model"), "--estimator", str(tmp_path / "nothing"),
+         "--out", str(tmp_path / "never")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert missing.returncode != 0 and "python -m wemgan.au_training" in missing.stderr
+    assert not (tmp_path / "never").exists()
 
 
 def test_robust_expression_loss_needs_an_estimator():

@@ -144,6 +144,23 @@ def report(measured: np.ndarray, labels: np.ndarray) -> dict:
 
 
 # -------------------------------------------------------------------------------- the run
+def load_trained_estimator(folder: str | Path) -> tuple[AUEstimator, dict]:
+    """The AU estimator this script wrote to `folder` (model.json + model.safetensors), in eval
+    mode, and its model.json record (widths, calibration knots, steps, data)."""
+    folder = Path(folder)
+    if not (folder / "model.json").is_file():
+        raise FileNotFoundError(
+            f"{folder} has no model.json: train an estimator with python -m wemgan.au_training --out {folder}"
+        )
+    record = json.loads((folder / "model.json").read_text())
+    if record.get("network") != "estimator":
+        raise ValueError(f"{folder} holds a {record.get('network')!r}, not an AU estimator")
+    estimator = AUEstimator(NUM_AUS, record["estimator_channels"], record["estimator_max_channels"],
+                            record["estimator_calibration_knots"])  # fmt: skip
+    estimator.load_state_dict(safetensors.torch.load_file(str(folder / "model.safetensors")), strict=True)
+    return estimator.eval(), record
+
+
 def save_atomic(write, path: Path) -> None:
     """write(tmp_path), then rename: a crash never leaves a half-written file under `path`."""
     tmp = path.with_name(f".{path.name}.tmp")

@@ -34,7 +34,7 @@ SKIP_DEPTHS: dict[int, tuple[int, ...]] = {
 
 NUM_DOWNSAMPLES = 5  # 128 -> 4: five stride-2 convolutions
 LEAKY_SLOPE = 0.2  # not given in the paper; the usual GAN choice
-FLOW_DEPTH = 2  # the warp head predicts its flow on the decoder's 32 px map (at 128 px): smooth by construction
+FLOW_RESOLUTION = 32  # the warp head predicts its flow on the decoder's 32 px map (at 128 px): smooth by construction
 MAX_FLOW = 0.2  # largest displacement, in [-1, 1] image coordinates (0.2 = 13 px at 128 px)
 MASK_BIAS = -4.0  # initial mask logit: sigmoid(-4) = 0.02, so an untrained mask/warp head copies its input
 GATE_GAIN = 4.0  # zero_gate: flow and mask scale by tanh(4 |u|): 0.38 at |u| = 0.1, 0.96 at 0.5
@@ -160,7 +160,7 @@ class Generator(nn.Module):
     - "image": the decoder's 7x7 conv + tanh is the edited image (paper);
     - "mask": GANimation's attention blend x' = (1 - M) x + M C, colour C and mask M from the
       decoder: pixels the mask leaves at 0 are the input's own;
-    - "warp": the input's pixels moved by a smooth flow field (predicted at 32 px, resized) and
+    - "warp": the input's pixels moved by a smooth flow field (predicted at flow_resolution px, resized) and
       blended with a masked colour C for what motion cannot make (teeth, mouth interior,
       wrinkles): x' = (1 - M) warp(x, F) + M C. Expressions are mostly motion, and a flow cannot
       paint colour blotches or speckles.
@@ -181,6 +181,8 @@ class Generator(nn.Module):
             so that no requested change is exactly no change (G(x, 0) = x) and small requests make
             small changes. Without it a warp generator learns an expression-independent distortion
             that the self-reconstruction loss removes only slowly.
+        flow_resolution: warp output only: side of the decoder map the flow is predicted on
+            (image_size / 2, 4, 8 or 16), then resized: the coarser, the fewer ways to bend a lip.
     """
 
     def __init__(
@@ -196,6 +198,7 @@ class Generator(nn.Module):
         output: Output = "image",
         upsample: Upsample = "transposed",
         zero_gate: bool = False,
+        flow_resolution: int = FLOW_RESOLUTION,
     ) -> None:
         super().__init__()
         if output not in ("image", "mask", "warp"):
@@ -212,12 +215,18 @@ class Generator(nn.Module):
             raise ValueError(f"au_fusion must be 'multi' or 'single', got {au_fusion!r}")
         if image_size % 2**NUM_DOWNSAMPLES:
             raise ValueError(f"image_size must be divisible by {2**NUM_DOWNSAMPLES}, got {image_size}")
+        flow_sizes = {image_size // 2**depth: depth for depth in range(1, NUM_DOWNSAMPLES)}
+        if flow_resolution not in flow_sizes:
+            raise ValueError(
+                f"flow_resolution must be one of {sorted(flow_sizes)} at {image_size} px, got {flow_resolution}"
+            )
         self.num_aus = num_aus
         self.image_size = image_size
         self.skip_kind = skip_kind
         self.output = output
         self.zero_gate = zero_gate
         self.skip_depths = SKIP_DEPTHS[skip_levels]
+        self.flow_depth = flow_sizes[flow_resolution]
 
         # widths[i] = channels of the encoder feature at depth i (resolution image_size / 2**i).
         widths = [min(base_channels * 2**i, max_channels) for i in range(NUM_DOWNSAMPLES + 1)]
@@ -247,7 +256,7 @@ class Generator(nn.Module):
             self.to_mask = nn.Conv2d(out_in, 1, 7, 1, 3)
             nn.init.constant_(self.to_mask.bias, MASK_BIAS)
         if output == "warp":
-            self.to_flow = nn.Conv2d(widths[FLOW_DEPTH], 2, 3, 1, 1)
+            self.to_flow = nn.Conv2d(widths[self.flow_depth], 2, 3, 1, 1)
             nn.init.zeros_(self.to_flow.weight)  # starts as the identity warp
             nn.init.zeros_(self.to_flow.bias)
 
@@ -273,7 +282,7 @@ class Generator(nn.Module):
             if depth + 1 in skips:
                 h = torch.cat([h, skips[depth + 1]], 1)
             h = layer(h)
-            if depth == FLOW_DEPTH and self.output == "warp":
+            if depth == self.flow_depth and self.output == "warp":
                 flow = MAX_FLOW * torch.tanh(self.to_flow(h))
                 parts["flow"] = flow if gate is None else flow * gate.to(flow.dtype)
         if 0 in skips:

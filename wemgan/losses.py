@@ -34,6 +34,7 @@ class LossWeights:
     lambda_mask_tv: float = 1.0  # total variation of the mask: whole regions, not dots
     lambda_flow: float = 10.0  # squared gradient of the flow: faces move smoothly
     lambda_fold: float = 0.0  # where the warp folds or squeezes an area below FOLD_MARGIN of its size
+    lambda_flow_magnitude: float = 0.0  # mean |flow|: move only what the expression needs
 
 
 def gradient_penalty(
@@ -150,6 +151,10 @@ def edit_regularisation(parts: dict[str, Tensor], weights: LossWeights) -> dict[
         terms["flow"] = weights.lambda_flow * flow_smoothness(parts["flow"])
         if weights.lambda_fold:
             terms["fold"] = weights.lambda_fold * flow_folding(parts["flow"])
+        if weights.lambda_flow_magnitude:
+            # L1, so most of the face gets exactly no motion: a frozen estimator rewards stretching
+            # the whole face (noses pulled down, faces lengthened) as much as moving lip corners.
+            terms["flow_magnitude"] = weights.lambda_flow_magnitude * parts["flow"].float().abs().mean()
     return terms
 
 
