@@ -40,7 +40,7 @@ from wemgan.aus import EXPRESSIONS, NUM_AUS
 from wemgan.data.datasets import load_training_data, pair_targets
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
 from wemgan.export import list_checkpoints, model_card, push_folder, write_hub_folder
-from wemgan.generator import Generator
+from wemgan.generator import FLOW_RESOLUTION, Generator
 from wemgan.losses import (
     LossWeights,
     au_regression_loss,
@@ -135,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--flow_resolution",
         type=int,
-        default=32,
+        default=FLOW_RESOLUTION,
         help="warp generators: side of the decoder map the flow is predicted on (64, 32, 16 or 8 at 128 px)",
     )
     add("--lambda_mask", type=float, default=5.0, help="mask/warp generators: mean of the colour mask")

@@ -32,7 +32,7 @@ from . import faces as facelib
 from . import images as imgs
 from .au_estimator import AUEstimator
 from .aus import NUM_AUS, au_dict, au_vector
-from .generator import AUFusion, Generator, Norm, Output, SkipKind, Upsample
+from .generator import FLOW_RESOLUTION, AUFusion, Generator, Norm, Output, SkipKind, Upsample
 
 PAPER_URL = "https://arxiv.org/abs/2412.02530"
 REPO_URL = "https://github.com/wemgan/wemgan"
@@ -102,7 +102,7 @@ class WEMGAN(
         upsample: Upsample = "transposed",
         estimator_calibration_knots: int = 0,
         zero_gate: bool = False,
-        flow_resolution: int = 32,
+        flow_resolution: int = FLOW_RESOLUTION,
         provenance: dict[str, Any] | None = None,
         face_template: Sequence[Sequence[float]] = facelib.DEFAULT_TEMPLATE,
     ) -> None:
