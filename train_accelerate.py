@@ -41,6 +41,7 @@ from wemgan.data.datasets import load_training_data, pair_targets
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
 from wemgan.export import list_checkpoints, model_card, push_folder, write_hub_folder
 from wemgan.generator import FLOW_RESOLUTION, Generator
+from wemgan.landmark_motion import crop_landmarks, landmark_displacements
 from wemgan.losses import (
     LossWeights,
     au_regression_loss,
@@ -48,6 +49,7 @@ from wemgan.losses import (
     high_frequency_discriminator_loss,
     image_discriminator_loss,
     l1_distance,
+    landmark_motion_loss,
     robust_expression_loss,
 )
 from wemgan.model import WEMGAN
@@ -143,6 +145,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--lambda_flow", type=float, default=10.0, help="warp generators: flow smoothness")
     add("--lambda_fold", type=float, default=0.0, help="warp generators: penalty where the flow folds the face")
     add("--lambda_flow_magnitude", type=float, default=0.0, help="warp generators: mean |flow| (L1: sparse motion)")
+    add(
+        "--lambda_landmark_motion",
+        type=float,
+        default=0.0,
+        help="warp generators: L1 (px) between the flow's moves at dlib's landmarks and those real faces make "
+        "for the AU change (wemgan/landmark_motion.py); needs dlib",
+    )
     # objective (paper eqs. 1-9)
     add("--lambda_gp", type=float, default=10.0)
     add("--lambda_d_cond", type=float, default=150.0, help="λ1")
@@ -171,6 +180,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--expression_loss estimator needs --estimator_path (train one: python -m wemgan.au_training)")
     if args.expression_loss == "estimator" and args.target_noise:
         p.error("--expression_loss estimator matches the estimator's reading of real donor faces: no --target_noise")
+    if args.lambda_landmark_motion and args.generator_output != "warp":
+        p.error("--lambda_landmark_motion needs a flow to supervise: add --generator_output warp")
     preset = dict(PRESETS[args.preset])
     if args.num_epochs is not None:  # an explicit epoch count is not cut short by the preset's step cap
         preset.pop("max_train_steps")
@@ -343,7 +354,7 @@ def main(args: argparse.Namespace) -> None:
     decay_start = min((args.lr_decay_start_epoch - 1) * steps_per_epoch, total_steps)
     weights = LossWeights(args.lambda_gp, args.lambda_d_cond, args.lambda_g_cond, args.lambda_rec,
                           args.lambda_mask, args.lambda_mask_tv, args.lambda_flow, args.lambda_fold,
-                          args.lambda_flow_magnitude)  # fmt: skip
+                          args.lambda_flow_magnitude, args.lambda_landmark_motion)  # fmt: skip
     if accelerator.is_main_process:
         params = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
         print(f"{len(dataset)} samples, {steps_per_epoch} steps/epoch, {total_steps} steps, lr decay from "
@@ -399,16 +410,18 @@ def main(args: argparse.Namespace) -> None:
             u_y, donors = pair_targets(u_x, rng, args.target_noise, return_donors=True)
             u_rel = u_y - u_x
             generator_turn = not warmup and step % args.n_critic == 0
-            expression = None
+            expression = motion = None
             if args.expression_loss == "estimator" and generator_turn:
                 expression = robust_expression(accelerator, frozen_estimator, x, donors, rng)
+            if args.lambda_landmark_motion and generator_turn:
+                motion = landmark_motion(x, u_rel)
 
             if warmup:  # G learns to copy its input first: every step, no critics
                 terms = warmup_step(accelerator, nets, optimizers, x, u_x)
             else:
                 terms = critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, rng)
             if generator_turn:
-                terms.update(generator_step(accelerator, nets, optimizers, x, u_rel, u_y, weights, expression))
+                terms.update(generator_step(accelerator, nets, optimizers, x, u_rel, u_y, weights, expression, motion))
             if ema is not None and (warmup or step % args.n_critic == 0):
                 ema.update_parameters(accelerator.unwrap_model(generator))
             check_finite(terms, "loss", step, last_checkpoint)
@@ -483,11 +496,12 @@ def critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights: LossWeigh
 
 
 def generator_step(
-    accelerator, nets, optimizers, x, u_rel, u_y, weights: LossWeights, expression=None
+    accelerator, nets, optimizers, x, u_rel, u_y, weights: LossWeights, expression=None, motion=None
 ) -> dict[str, torch.Tensor]:
     """G on one batch (eq. 9). The critics judge through their unwrapped modules with
     requires_grad off: no gradients for them, and no DDP reduction to wait for.
-    expression: L_Gcond as a function of the edit (robust_expression), else D_I's AU head (paper)."""
+    expression: L_Gcond as a function of the edit (robust_expression), else D_I's AU head (paper).
+    motion: the landmark-motion loss as a function of G's flow (landmark_motion), or None."""
     critics = [accelerator.unwrap_model(nets[n]) for n in ("image_critic", "high_frequency_critic") if n in nets]
     for critic in critics:
         critic.requires_grad_(False)
@@ -498,7 +512,7 @@ def generator_step(
         fake, x_self = both.chunk(2)
         x_cycle = generator(fake, -u_rel)
         high = critics[1] if len(critics) > 1 else None
-        terms = generator_loss(fake, x, x_self, x_cycle, u_y, critics[0], high, weights, expression, parts)
+        terms = generator_loss(fake, x, x_self, x_cycle, u_y, critics[0], high, weights, expression, parts, motion)
     _update(accelerator, optimizers["generator"], terms["loss"])
     for critic in critics:
         critic.requires_grad_(True)
@@ -530,6 +544,16 @@ def robust_expression(accelerator, estimator: AUEstimator, x, donors, rng):
         return robust_expression_loss(lambda v: estimator(v, calibrated=False), fake, targets, rng)
 
     return loss
+
+
+def landmark_motion(x: torch.Tensor, u_rel: torch.Tensor):
+    """--lambda_landmark_motion: flow -> landmark_motion_loss for G's batch of [x, x] edited by [u_rel, 0]:
+    the landmarks move as real faces' do for u_rel (wemgan.landmark_motion) and stay put for 0, so
+    G(x, 0) keeps the face where it is (edit's paste-back subtracts it)."""
+    landmarks = crop_landmarks(x)
+    moves = landmark_displacements(landmarks, u_rel)
+    landmarks, moves = torch.cat([landmarks, landmarks]), torch.cat([moves, torch.zeros_like(moves)])
+    return lambda flow: landmark_motion_loss(flow, landmarks, moves, x.shape[-1])
 
 
 def estimator_step(accelerator, nets, optimizers, x, u_x) -> torch.Tensor:

@@ -435,7 +435,7 @@ def locate(
         crop already (a detector needs context around a face that fills the frame), and a
         larger image is an error.
     """
-    check_which(which)
+    check_which(which)  # before detection (the slow part): select() checks again, for its other callers
     height, width = pixels.shape[-2:]
     long_side, short_side = max(width, height), min(width, height)
     crop_like = long_side <= CROP_LIKE_SIDE * size and long_side <= CROP_LIKE_ASPECT * short_side

@@ -35,6 +35,7 @@ class LossWeights:
     lambda_flow: float = 10.0  # squared gradient of the flow: faces move smoothly
     lambda_fold: float = 0.0  # where the warp folds or squeezes an area below FOLD_MARGIN of its size
     lambda_flow_magnitude: float = 0.0  # mean |flow|: move only what the expression needs
+    lambda_landmark_motion: float = 0.0  # px from the landmark moves real faces make (wemgan.landmark_motion)
 
 
 def gradient_penalty(
@@ -140,9 +141,28 @@ def flow_folding(flow: Tensor, margin: float = FOLD_MARGIN) -> Tensor:
     return torch.relu(margin - det).pow(2).mean()
 
 
-def edit_regularisation(parts: dict[str, Tensor], weights: LossWeights) -> dict[str, Tensor]:
+def landmark_motion_loss(flow: Tensor, landmarks: Tensor, displacements: Tensor, image_size: int) -> Tensor:
+    """Mean L1 distance in pixels between the warp's moves at the landmarks and the asked moves.
+
+    flow: B x 2 x h x w in [-1, 1] units, as `generator.warp` takes it for image_size px images;
+    landmarks: B x 68 x 2 pixel positions on the input; displacements: B x 68 x 2 pixel moves.
+    The warp is backward (output q shows input q + flow(q)), so moving the point at p to p + d
+    needs flow(p + d) = -d: the flow is read at the moved landmarks (bilinear, pixel centres as
+    in `warp`). A zero move (u_rel = 0) holds the landmark where it is.
+    """
+    moved = landmarks + displacements
+    grid = (moved + 0.5) * (2 / image_size) - 1  # pixel index -> [-1, 1], align_corners=False
+    read = torch.nn.functional.grid_sample(flow.float(), grid.unsqueeze(1), align_corners=False)  # B x 2 x 1 x 68
+    moves = -read.squeeze(2).transpose(1, 2) * (image_size / 2)  # B x 68 x 2 pixels
+    return (moves - displacements).abs().mean()
+
+
+def edit_regularisation(
+    parts: dict[str, Tensor], weights: LossWeights, landmark_motion: Callable[[Tensor], Tensor] | None = None
+) -> dict[str, Tensor]:
     """Penalties on the mask and flow of a mask or warp generator (GANimation's mask terms; a
-    smoothness term for the flow). Empty for the paper's plain-image generator."""
+    smoothness term for the flow). Empty for the paper's plain-image generator.
+    landmark_motion: flow -> landmark_motion_loss for this batch (with lambda_landmark_motion)."""
     terms: dict[str, Tensor] = {}
     if "mask" in parts:
         terms["mask"] = weights.lambda_mask * parts["mask"].float().mean()
@@ -155,6 +175,8 @@ def edit_regularisation(parts: dict[str, Tensor], weights: LossWeights) -> dict[
             # L1, so most of the face gets exactly no motion: a frozen estimator rewards stretching
             # the whole face (noses pulled down, faces lengthened) as much as moving lip corners.
             terms["flow_magnitude"] = weights.lambda_flow_magnitude * parts["flow"].float().abs().mean()
+        if landmark_motion is not None:
+            terms["landmark_motion"] = weights.lambda_landmark_motion * landmark_motion(parts["flow"])
     return terms
 
 
@@ -169,6 +191,7 @@ def generator_loss(
     weights: LossWeights = LossWeights(),
     expression_loss: Callable[[Tensor], Tensor] | None = None,
     parts: dict[str, Tensor] | None = None,
+    landmark_motion: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Eq. 9: L_G = L_Gadv + L_GH + λ2 L_Gcond + λ3 L_rec (+ mask and flow penalties).
 
@@ -177,6 +200,7 @@ def generator_loss(
     expression_loss: L_Gcond from another judge than D_I's AU head (fake -> scalar), e.g.
         robust_expression_loss with a frozen estimator; None = D_I's head against target_aus (paper).
     parts: the generator's mask/flow (Generator(..., return_parts=True)) for edit_regularisation.
+    landmark_motion: flow -> landmark_motion_loss of this batch (warp generators), for edit_regularisation.
     """
     fake_score, fake_pred = image_critic(fake)
     adv = -fake_score.float().mean()
@@ -187,7 +211,7 @@ def generator_loss(
     )
     cond = expression_loss(fake) if expression_loss is not None else au_regression_loss(fake_pred, target_aus)
     rec = reconstruction_loss(x, x_self, x_cycle)
-    regularisation = edit_regularisation(parts or {}, weights)
+    regularisation = edit_regularisation(parts or {}, weights, landmark_motion)
     loss = adv + high + weights.lambda_g_cond * cond + weights.lambda_rec * rec + sum(regularisation.values())
     terms = {"loss": loss, "adv": adv.detach(), "high": high.detach(), "cond": cond.detach(), "rec": rec.detach()}
     return terms | {name: value.detach() for name, value in regularisation.items()}

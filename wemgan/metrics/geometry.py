@@ -147,7 +147,7 @@ def natural_effects() -> dict[str, dict]:
 
 
 # ------------------------------------------------------------------------------ calibration
-def _load_faces(data: str, cache_folder: str | None) -> tuple[np.ndarray, np.ndarray]:
+def load_train_faces(data: str, cache_folder: str | None) -> tuple[np.ndarray, np.ndarray]:
     """(N x 128 x 128 x 3 uint8 images, memory-mapped where possible; N x 17 AUs) of the train split."""
     if cache_folder:
         folder = Path(cache_folder)
@@ -175,7 +175,7 @@ def _choose(aus: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
 
 def calibrate(data: str, cache_folder: str | None = None, limit: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Measure the train faces and return the calibration (what calibration.json holds)."""
-    images, aus = _load_faces(data, cache_folder)
+    images, aus = load_train_faces(data, cache_folder)
     rows = _choose(aus, limit, seed)
     started = time.perf_counter()
     points, fallbacks = np.empty((len(rows), 68, 2)), 0

@@ -1,0 +1,165 @@
+"""How far each AU moves dlib's 68 landmarks, fit on real faces: the warp generator's motion target.
+
+A frozen AU network rewards any change that raises its reading, and a warp generator found
+one that is not an expression (noses pulled down, faces lengthened: docs/recipe-trials.md).
+Landmark positions of real faces say what motion an AU is: fit on faces-au, the lip corners
+go up and out by 0.23 IOD for AU12 at label 1, the lower lip down by 0.29 for AU25, the
+brows up by 0.22 for AU02, and the nose tip does not move for any AU. `train_accelerate.py
+--lambda_landmark_motion` asks the flow to make those moves at the input's own landmarks
+(wemgan.losses.landmark_motion_loss) and to hold everything else, so the nose stays put.
+
+The fit is a per-region linear regression of the landmarks, in an eye-aligned frame (origin
+between the eye centres, eye line horizontal, IOD 1), on the labels of the AUs that FACS
+lets move that region, with head pose as nuisance covariates. Both restrictions matter: in
+photos AUs come with poses (eyes closed with the head tilted down, AU15 with a turned head),
+and an unrestricted fit moves the jaw 18 px for AU15 and the nose 12 px for AU45. Written by
+
+    python -m wemgan.landmark_motion fit --data ../shared/data/faces-au --out wemgan/landmark_motion.json
+        # --cache-folder DIR: a decoded uint8 cache of the train split, faster
+
+About 1 ms per face for the landmarks (dlib's predictor in the training crops' template box).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .aus import AU_NAMES, NUM_AUS
+from .metrics.acd import TEMPLATE_BOX
+from .metrics.geometry import landmarks68, load_train_faces, write_packaged_json
+
+MOTION_FILE = Path(__file__).with_name("landmark_motion.json")
+REGIONS: dict[str, range] = {  # iBUG 68-point indices, 0-based
+    "jaw": range(0, 17),
+    "brows": range(17, 27),
+    "nose": range(27, 36),
+    "eyes": range(36, 48),
+    "mouth": range(48, 68),
+}
+# Which AUs may move which region (FACS). The nose has none: AU09 wrinkles its skin, and in
+# these labels it mostly comes with a raised head, so letting it move the nose moves the face.
+MOVED_BY: dict[str, tuple[str, ...]] = {
+    "jaw": ("AU26",),
+    "brows": ("AU01", "AU02", "AU04"),
+    "nose": (),
+    "eyes": ("AU05", "AU06", "AU07", "AU45"),
+    "mouth": ("AU10", "AU12", "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26"),
+}
+RIDGE = 10.0  # on the AU coefficients only: rare AUs (AU45 has 7 faces at >= 0.6) shrink toward no motion
+
+
+def eye_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(origin N x 2, unit eye-line direction N x 2, IOD N) of N x 68 x 2 landmarks in pixels."""
+    right_eye, left_eye = landmarks[:, 36:42].mean(1), landmarks[:, 42:48].mean(1)
+    line = left_eye - right_eye
+    iod = np.linalg.norm(line, axis=1)
+    return (right_eye + left_eye) / 2, line / iod[:, None], iod
+
+
+def fit_motion(landmarks: np.ndarray, aus: np.ndarray, ridge: float = RIDGE) -> np.ndarray:
+    """17 x 68 x 2: each AU's displacement of each landmark at label 1, in the eye frame (IODs)."""
+    landmarks, aus = np.asarray(landmarks, dtype=np.float64), np.asarray(aus, dtype=np.float64)
+    origin, direction, iod = eye_frame(landmarks)
+    cos, sin = direction[:, 0], direction[:, 1]
+    rel = landmarks - origin[:, None]
+    shapes = np.stack([cos[:, None] * rel[..., 0] + sin[:, None] * rel[..., 1],
+                       -sin[:, None] * rel[..., 0] + cos[:, None] * rel[..., 1]], -1) / iod[:, None, None]  # fmt: skip
+    yaw, pitch = shapes[:, 30, 0], shapes[:, 30, 1]  # the nose tip in the eye frame
+    pose = np.stack([yaw, pitch, yaw**2, pitch**2, yaw * pitch], 1)
+    pose = (pose - pose.mean(0)) / pose.std(0)
+    basis = np.zeros((NUM_AUS, 68, 2))
+    for region, points in REGIONS.items():
+        columns = [AU_NAMES.index(name) for name in MOVED_BY[region]]
+        if not columns:
+            continue
+        design = np.concatenate([np.ones((len(aus), 1)), pose, aus[:, columns]], 1)
+        penalty = np.diag([0.0] * (1 + pose.shape[1]) + [ridge] * len(columns))
+        targets = shapes[:, list(points)].reshape(len(aus), -1)
+        coef = np.linalg.solve(design.T @ design + penalty, design.T @ targets)
+        for row, column in enumerate(columns):
+            basis[column, list(points)] = coef[1 + pose.shape[1] + row].reshape(len(points), 2)
+    return basis
+
+
+@functools.cache
+def motion_basis() -> Tensor:
+    """The packaged fit (landmark_motion.json) as a 17 x 68 x 2 float tensor."""
+    return torch.tensor(json.loads(MOTION_FILE.read_text(encoding="utf-8"))["basis"], dtype=torch.float32)
+
+
+def crop_landmarks(images: Tensor) -> Tensor:
+    """B x 68 x 2 pixel positions of dlib's landmarks on B x 3 x H x W training crops in [-1, 1]
+    (in the template box of an aligned crop: no detection, about 1 ms per face on one core)."""
+    import dlib
+
+    height, width = images.shape[-2:]
+    left, top, right, bottom = TEMPLATE_BOX
+    box = dlib.rectangle(round(left * width), round(top * height), round(right * width), round(bottom * height))
+    pixels = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    points = landmarks68(pixels.permute(0, 2, 3, 1).numpy(), [box] * len(images))
+    return torch.from_numpy(points).float().to(images.device)
+
+
+def landmark_displacements(landmarks: Tensor, u_rel: Tensor, basis: Tensor | None = None) -> Tensor:
+    """B x 68 x 2 pixel moves that the AU change u_rel (B x 17) makes to faces with these landmarks:
+    the basis's eye-frame moves rotated into each face's eye line and scaled by its IOD."""
+    basis = (motion_basis() if basis is None else basis).to(landmarks.device)
+    moves = torch.einsum("ba,apc->bpc", u_rel.float(), basis)  # eye frame, IODs
+    right_eye, left_eye = landmarks[:, 36:42].mean(1), landmarks[:, 42:48].mean(1)
+    line = left_eye - right_eye  # IOD-long, along the eye line: rotation and scale in one
+    cos, sin = line[:, :1], line[:, 1:]
+    return torch.stack([cos * moves[..., 0] - sin * moves[..., 1], sin * moves[..., 0] + cos * moves[..., 1]], -1)
+
+
+def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dict:
+    """Landmark the train faces and fit the basis; returns what landmark_motion.json holds."""
+    images, aus = load_train_faces(data, cache_folder)
+    height, width = images.shape[1:3]
+    points = np.empty((len(images), 68, 2))
+    for start in range(0, len(images), 512):  # landmarks68 wants contiguous uint8 batches
+        chunk = torch.from_numpy(np.array(images[start : start + 512])).permute(0, 3, 1, 2)
+        points[start : start + len(chunk)] = crop_landmarks(chunk.float() / 127.5 - 1).numpy()
+    basis = fit_motion(points, aus, ridge)
+    return {
+        "about": (
+            "Displacement of dlib's 68 landmarks per AU at label 1, in an eye-aligned frame (origin between the "
+            "eye centres, x along the eye line, units of the inter-ocular distance): per-region ridge regression "
+            "on faces-au train crops of the AUs FACS lets move the region, head pose (nose-tip position and its "
+            "squares) as nuisance covariates. Written by python -m wemgan.landmark_motion fit."
+        ),
+        "data": data if not Path(data).is_absolute() else Path(data).name,
+        "split": "train",
+        "faces": len(images),
+        "image_size": [int(height), int(width)],
+        "ridge": ridge,
+        "moved_by": {region: list(names) for region, names in MOVED_BY.items()},
+        "au_names": list(AU_NAMES),
+        "basis": np.round(basis, 5).tolist(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m wemgan.landmark_motion", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("fit", help="fit the AU -> landmark motion basis on real faces")
+    command.add_argument(
+        "--data", required=True, help="the faces-au parquet folder (recorded as given: keep it relative)"
+    )
+    command.add_argument("--cache-folder", help="a decoded uint8 cache of the train split (images.npy, aus.npy)")
+    command.add_argument("--ridge", type=float, default=RIDGE)
+    command.add_argument("--out", type=Path, default=MOTION_FILE)
+    args = parser.parse_args(argv)
+    text = write_packaged_json(args.out, fit(args.data, args.cache_folder, args.ridge))
+    print(f"wrote {args.out} ({len(text)} bytes)")
+
+
+if __name__ == "__main__":
+    main()
