@@ -41,10 +41,11 @@ from wemgan.data.datasets import load_training_data, pair_targets
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
 from wemgan.export import list_checkpoints, model_card, push_folder, write_hub_folder
 from wemgan.generator import FLOW_RESOLUTION, Generator
-from wemgan.landmark_motion import crop_landmarks, landmark_displacements
+from wemgan.landmark_motion import crop_landmarks, landmark_displacements, motion_flow
 from wemgan.losses import (
     LossWeights,
     au_regression_loss,
+    edit_regularisation,
     generator_loss,
     high_frequency_discriminator_loss,
     image_discriminator_loss,
@@ -149,8 +150,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lambda_landmark_motion",
         type=float,
         default=0.0,
-        help="warp generators: L1 (px) between the flow's moves at dlib's landmarks and those real faces make "
-        "for the AU change (wemgan/landmark_motion.py); needs dlib",
+        help="warp generators: L1 (px) between the flow and the one that moves dlib's landmarks as real faces' "
+        "move for the AU change (wemgan/landmark_motion.py); needs dlib",
     )
     # objective (paper eqs. 1-9)
     add("--lambda_gp", type=float, default=10.0)
@@ -413,11 +414,11 @@ def main(args: argparse.Namespace) -> None:
             expression = motion = None
             if args.expression_loss == "estimator" and generator_turn:
                 expression = robust_expression(accelerator, frozen_estimator, x, donors, rng)
-            if args.lambda_landmark_motion and generator_turn:
+            if args.lambda_landmark_motion and (generator_turn or warmup):
                 motion = landmark_motion(x, u_rel)
 
             if warmup:  # G learns to copy its input first: every step, no critics
-                terms = warmup_step(accelerator, nets, optimizers, x, u_x)
+                terms = warmup_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, motion)
             else:
                 terms = critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, rng)
             if generator_turn:
@@ -519,14 +520,27 @@ def generator_step(
     return {f"g/{k}": v for k, v in terms.items()}
 
 
-def warmup_step(accelerator, nets, optimizers, x, u_x) -> dict[str, torch.Tensor]:
+def warmup_step(
+    accelerator, nets, optimizers, x, u_x, u_rel=None, weights: LossWeights | None = None, motion=None
+) -> dict[str, torch.Tensor]:
     """--reconstruction_warmup_steps: G(x, 0) -> x by L1 alone, plus the AU estimator's step.
     With the paper's lr and one G step per 4 batches, a U-Net needs thousands of steps just to
-    learn to copy its input; a short run gets there first, then learns to edit."""
+    learn to copy its input; a short run gets there first, then learns to edit.
+    motion (--lambda_landmark_motion): G also learns the moves, G(x, u_rel)'s flow making the
+    landmark moves of real faces and G(x, 0)'s none, with the mask and flow penalties of the GAN
+    phase: the warp exists before any critic or AU network can be fooled by painting."""
+    generator = nets["generator"]
     with accelerator.autocast():
-        rec = l1_distance(x, nets["generator"](x, torch.zeros_like(u_x)))
-    _update(accelerator, optimizers["generator"], rec)
-    terms = {"g/warmup_rec": rec.detach()}
+        if motion is None:
+            rec = l1_distance(x, generator(x, torch.zeros_like(u_x)))
+            loss, regularisation = rec, {}
+        else:
+            both, parts = generator(torch.cat([x, x]), torch.cat([u_rel, torch.zeros_like(u_rel)]), return_parts=True)
+            rec = l1_distance(x, both.chunk(2)[1])
+            regularisation = edit_regularisation(parts, weights, motion)
+            loss = weights.lambda_rec * rec + sum(regularisation.values())
+    _update(accelerator, optimizers["generator"], loss)
+    terms = {"g/warmup_rec": rec.detach()} | {f"g/warmup_{k}": v.detach() for k, v in regularisation.items()}
     if "estimator" in nets:
         terms["estimator/loss"] = estimator_step(accelerator, nets, optimizers, x, u_x)
     return terms
@@ -548,12 +562,13 @@ def robust_expression(accelerator, estimator: AUEstimator, x, donors, rng):
 
 def landmark_motion(x: torch.Tensor, u_rel: torch.Tensor):
     """--lambda_landmark_motion: flow -> landmark_motion_loss for G's batch of [x, x] edited by [u_rel, 0]:
-    the landmarks move as real faces' do for u_rel (wemgan.landmark_motion) and stay put for 0, so
-    G(x, 0) keeps the face where it is (edit's paste-back subtracts it)."""
+    the flow should move x's landmarks as real faces' move for u_rel (wemgan.landmark_motion) and
+    nothing for 0, so G(x, 0) keeps the face where it is (edit's paste-back subtracts it)."""
     landmarks = crop_landmarks(x)
     moves = landmark_displacements(landmarks, u_rel)
     landmarks, moves = torch.cat([landmarks, landmarks]), torch.cat([moves, torch.zeros_like(moves)])
-    return lambda flow: landmark_motion_loss(flow, landmarks, moves, x.shape[-1])
+    size = x.shape[-1]
+    return lambda flow: landmark_motion_loss(flow, motion_flow(landmarks, moves, size, flow.shape[-1]), size)
 
 
 def estimator_step(accelerator, nets, optimizers, x, u_x) -> torch.Tensor:

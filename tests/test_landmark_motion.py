@@ -11,35 +11,47 @@ import torch
 
 from wemgan.aus import AU_NAMES
 from wemgan.generator import warp
-from wemgan.landmark_motion import MOTION_FILE, MOVED_BY, REGIONS, fit_motion, landmark_displacements, motion_basis
+from wemgan.landmark_motion import (
+    MOTION_FILE,
+    MOVED_BY,
+    REGIONS,
+    STILL_WEIGHT,
+    fit_motion,
+    landmark_displacements,
+    motion_basis,
+    motion_flow,
+)
 from wemgan.losses import LossWeights, edit_regularisation, landmark_motion_loss
 
 SIZE = 128
 
 
-def uniform_flow(move_px: torch.Tensor) -> torch.Tensor:
-    """A 1 x 2 x 16 x 16 flow whose backward warp moves every pixel by move_px (x, y)."""
-    return (-move_px / (SIZE / 2)).view(1, 2, 1, 1).expand(1, 2, 16, 16).contiguous()
+def test_motion_flow_moves_a_landmark_by_its_move_and_holds_the_rest():
+    move = torch.tensor([[3.0, -5.0]])
+    landmarks = torch.full((1, 68, 2), 20.0)  # 67 landmarks far away at (20, 20), not moving
+    landmarks[0, 48] = torch.tensor([70.0, 80.0])  # a lip corner at column 70, row 80 moves by (3, -5)
+    moves = torch.zeros(1, 68, 2)
+    moves[0, 48] = move
+    flow = motion_flow(landmarks, moves, SIZE, SIZE)
+    image = torch.zeros(1, 1, SIZE, SIZE)
+    image[0, 0, 75:86, 65:76] = 1  # an 11 px square centred on the corner
+    at_target = flow[0, :, 75, 73] * (SIZE / 2)  # pixels, where the corner should land
+    assert torch.allclose(at_target, -move[0] / (1 + STILL_WEIGHT))  # one landmark alone pulls 1 / 1.3 of its move
+    rows, cols = torch.nonzero(warp(image, flow)[0, 0] > 0.5, as_tuple=True)
+    assert 80 - rows.float().mean() > 2.5 and cols.float().mean() - 70 > 1.5  # the square went up and right
+    assert flow[..., :40, :40].abs().max() < 1e-6 and flow[..., 110:, :].abs().max() < 1e-6  # nothing else moves
+    assert motion_flow(landmarks, torch.zeros_like(moves), SIZE, 32).abs().max() == 0  # no move, no flow
 
 
-def test_landmark_motion_loss_is_zero_for_the_flow_that_makes_the_move():
-    move = torch.tensor([3.0, -5.0])
-    flow = uniform_flow(move)
-    dot = torch.zeros(1, 1, SIZE, SIZE)
-    dot[0, 0, 40, 50] = 1  # row 40, column 50
-    moved = warp(dot, flow)
-    assert moved[0, 0, 35, 53] == moved.max() == 1  # the warp really moves the dot by (3, -5)
-    landmarks = torch.tensor([50.0, 40.0]).expand(1, 68, 2)
-    assert landmark_motion_loss(flow, landmarks, move.expand(1, 68, 2), SIZE).item() == pytest.approx(0, abs=1e-5)
-    # asked to stay put, the same flow is off by |3| and |-5| px: mean 4
-    assert landmark_motion_loss(flow, landmarks, torch.zeros(1, 68, 2), SIZE).item() == pytest.approx(4)
-
-
-def test_landmark_motion_loss_reaches_the_flow():
+def test_landmark_motion_loss_is_the_mean_pixel_distance_and_reaches_the_flow():
+    target = torch.zeros(2, 2, 16, 16)
+    target[:, 0] = 3 / (SIZE / 2)  # 3 px everywhere along x
     flow = torch.zeros(2, 2, 16, 16, requires_grad=True)
-    landmarks = torch.rand(2, 68, 2) * 100 + 14
-    landmark_motion_loss(flow, landmarks, torch.ones(2, 68, 2), SIZE).backward()
-    assert flow.grad.abs().sum() > 0
+    loss = landmark_motion_loss(flow, target, SIZE)
+    assert loss.item() == pytest.approx(1.5)  # |3| in x, 0 in y
+    loss.backward()
+    assert flow.grad[:, 0].lt(0).all() and flow.grad[:, 1].eq(0).all()
+    assert landmark_motion_loss(target, target, SIZE).item() == 0
 
 
 def test_displacements_turn_and_scale_with_the_face():
@@ -94,10 +106,10 @@ def test_packaged_basis_moves_what_each_au_moves():
 def test_landmark_motion_term_is_weighted_and_off_by_default():
     assert LossWeights().lambda_landmark_motion == 0.0  # the paper has no such term
     parts = {"flow": torch.zeros(1, 2, 16, 16)}
-    landmarks, moves = torch.full((1, 68, 2), 64.0), torch.full((1, 68, 2), 2.0)
+    target = torch.full((1, 2, 16, 16), 2 / (SIZE / 2))
 
     def motion(flow):
-        return landmark_motion_loss(flow, landmarks, moves, SIZE)
+        return landmark_motion_loss(flow, target, SIZE)
 
     terms = edit_regularisation(parts, LossWeights(lambda_landmark_motion=3.0), motion)
     assert terms["landmark_motion"].item() == pytest.approx(6.0)
@@ -120,8 +132,9 @@ def test_train_a_warp_generator_toward_real_landmark_motion(tmp_path):
     from tests.test_train import train  # the tiny-network launcher
 
     out = tmp_path / "run"
-    train(out, "--max_train_steps", "4", "--n_critic", "2", "--generator_output", "warp", "--upsample", "resize",
-          "--lambda_landmark_motion", "5")  # fmt: skip
+    train(out, "--max_train_steps", "6", "--n_critic", "2", "--generator_output", "warp", "--upsample", "resize",
+          "--lambda_landmark_motion", "5", "--reconstruction_warmup_steps", "2", "--log_steps", "1")  # fmt: skip
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    values = [record["g/landmark_motion"] for record in logged if "g/landmark_motion" in record]
-    assert values and all(math.isfinite(v) and v > 0 for v in values)
+    for key in ("g/warmup_landmark_motion", "g/landmark_motion"):  # learnt in the warm-up, kept in the GAN phase
+        values = [record[key] for record in logged if key in record]
+        assert values and all(math.isfinite(v) and v > 0 for v in values), key

@@ -5,8 +5,9 @@ one that is not an expression (noses pulled down, faces lengthened: docs/recipe-
 Landmark positions of real faces say what motion an AU is: fit on faces-au, the lip corners
 go up and out by 0.23 IOD for AU12 at label 1, the lower lip down by 0.29 for AU25, the
 brows up by 0.22 for AU02, and the nose tip does not move for any AU. `train_accelerate.py
---lambda_landmark_motion` asks the flow to make those moves at the input's own landmarks
-(wemgan.losses.landmark_motion_loss) and to hold everything else, so the nose stays put.
+--lambda_landmark_motion` asks the flow to be `motion_flow`: those moves around the input's own
+landmarks, blended between them and fading to no motion elsewhere, so the nose stays put
+(wemgan.losses.landmark_motion_loss).
 
 The fit is a per-region linear regression of the landmarks, in an eye-aligned frame (origin
 between the eye centres, eye line horizontal, IOD 1), on the labels of the AUs that FACS
@@ -54,6 +55,8 @@ MOVED_BY: dict[str, tuple[str, ...]] = {
     "mouth": ("AU10", "AU12", "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26"),
 }
 RIDGE = 10.0  # on the AU coefficients only: rare AUs (AU45 has 7 faces at >= 0.6) shrink toward no motion
+FLOW_SIGMA = 6.0  # px at 128 px: how far a landmark's move reaches (a lip corner drags the cheek beside it)
+STILL_WEIGHT = 0.3  # kernel weight of "no move" everywhere: the flow fades to 0 beyond ~2 sigma of every landmark
 
 
 def eye_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,6 +120,23 @@ def landmark_displacements(landmarks: Tensor, u_rel: Tensor, basis: Tensor | Non
     line = left_eye - right_eye  # IOD-long, along the eye line: rotation and scale in one
     cos, sin = line[:, :1], line[:, 1:]
     return torch.stack([cos * moves[..., 0] - sin * moves[..., 1], sin * moves[..., 0] + cos * moves[..., 1]], -1)
+
+
+def motion_flow(landmarks: Tensor, moves: Tensor, image_size: int, resolution: int) -> Tensor:
+    """B x 2 x r x r backward flow ([-1, 1] units, `generator.warp`'s convention) that makes the
+    landmark moves: the output at q shows the input at q + flow(q), so around each moved landmark
+    p + d the flow is -d. Between landmarks it is their Gaussian-weighted mean (FLOW_SIGMA), fading
+    to no motion away from them (STILL_WEIGHT), e.g. on the nose, the hair and the background.
+    Evaluated at the centres of an r x r grid over the image_size px image."""
+    centres = (torch.arange(resolution, device=moves.device, dtype=torch.float32) + 0.5) * (
+        image_size / resolution
+    ) - 0.5
+    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    grid = torch.stack([xs, ys], -1).view(1, -1, 1, 2)  # 1 x r² x 1 x 2 pixel positions
+    moved = (landmarks + moves).float().unsqueeze(1)  # B x 1 x 68 x 2
+    weights = torch.exp(-(grid - moved).pow(2).sum(-1) / (2 * FLOW_SIGMA**2))  # B x r² x 68
+    flow = -(weights @ moves.float()) / (weights.sum(-1, keepdim=True) + STILL_WEIGHT)  # B x r² x 2 pixels
+    return (flow / (image_size / 2)).view(-1, resolution, resolution, 2).permute(0, 3, 1, 2)
 
 
 def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dict:

@@ -141,20 +141,11 @@ def flow_folding(flow: Tensor, margin: float = FOLD_MARGIN) -> Tensor:
     return torch.relu(margin - det).pow(2).mean()
 
 
-def landmark_motion_loss(flow: Tensor, landmarks: Tensor, displacements: Tensor, image_size: int) -> Tensor:
-    """Mean L1 distance in pixels between the warp's moves at the landmarks and the asked moves.
-
-    flow: B x 2 x h x w in [-1, 1] units, as `generator.warp` takes it for image_size px images;
-    landmarks: B x 68 x 2 pixel positions on the input; displacements: B x 68 x 2 pixel moves.
-    The warp is backward (output q shows input q + flow(q)), so moving the point at p to p + d
-    needs flow(p + d) = -d: the flow is read at the moved landmarks (bilinear, pixel centres as
-    in `warp`). A zero move (u_rel = 0) holds the landmark where it is.
-    """
-    moved = landmarks + displacements
-    grid = (moved + 0.5) * (2 / image_size) - 1  # pixel index -> [-1, 1], align_corners=False
-    read = torch.nn.functional.grid_sample(flow.float(), grid.unsqueeze(1), align_corners=False)  # B x 2 x 1 x 68
-    moves = -read.squeeze(2).transpose(1, 2) * (image_size / 2)  # B x 68 x 2 pixels
-    return (moves - displacements).abs().mean()
+def landmark_motion_loss(flow: Tensor, target: Tensor, image_size: int) -> Tensor:
+    """Mean L1 distance in pixels between a warp's flow and the target flow (both B x 2 x h x w in
+    [-1, 1] units, as `generator.warp` takes them for image_size px images), e.g. the flow
+    `wemgan.landmark_motion.motion_flow` makes from the landmark moves of real faces."""
+    return (flow.float() - target.float()).abs().mean() * (image_size / 2)
 
 
 def edit_regularisation(
