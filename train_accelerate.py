@@ -41,7 +41,7 @@ from wemgan.data.datasets import load_training_data, pair_targets
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
 from wemgan.export import list_checkpoints, model_card, push_folder, write_hub_folder
 from wemgan.generator import FLOW_RESOLUTION, Generator
-from wemgan.landmark_motion import crop_landmarks, landmark_displacements, motion_flow
+from wemgan.landmark_motion import crop_landmarks, landmark_displacements, load_landmark_regressor, motion_flow
 from wemgan.losses import (
     LossWeights,
     au_regression_loss,
@@ -147,6 +147,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--lambda_fold", type=float, default=0.0, help="warp generators: penalty where the flow folds the face")
     add("--lambda_flow_magnitude", type=float, default=0.0, help="warp generators: mean |flow| (L1: sparse motion)")
     add(
+        "--motion_prior",
+        default=None,
+        metavar="DIR",
+        help="warp generators: start the flow from the landmark motion of real faces, landmarks read by the "
+        "LandmarkRegressor in DIR (python -m wemgan.landmark_motion train-regressor)",
+    )
+    add(
         "--lambda_landmark_motion",
         type=float,
         default=0.0,
@@ -181,6 +188,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--expression_loss estimator needs --estimator_path (train one: python -m wemgan.au_training)")
     if args.expression_loss == "estimator" and args.target_noise:
         p.error("--expression_loss estimator matches the estimator's reading of real donor faces: no --target_noise")
+    if args.motion_prior and args.generator_output != "warp":
+        p.error("--motion_prior is a flow: add --generator_output warp")
     if args.lambda_landmark_motion and args.generator_output != "warp":
         p.error("--lambda_landmark_motion needs a flow to supervise: add --generator_output warp")
     preset = dict(PRESETS[args.preset])
@@ -199,10 +208,13 @@ def build_networks(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
         "generator": Generator(
             NUM_AUS, args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
             output=args.generator_output, upsample=args.upsample, zero_gate=args.zero_gate,
-            flow_resolution=args.flow_resolution,
+            flow_resolution=args.flow_resolution, motion_prior=bool(args.motion_prior),
         ),
         "image_critic": ImageDiscriminator(NUM_AUS, args.critic_base_channels, args.critic_max_channels),
     }  # fmt: skip
+    if args.motion_prior:  # frozen, distilled from dlib: python -m wemgan.landmark_motion train-regressor
+        regressor = nets["generator"].landmark_regressor
+        regressor.load_state_dict(load_landmark_regressor(args.motion_prior).state_dict())
     if not args.estimator_path:
         nets["estimator"] = AUEstimator(NUM_AUS, args.estimator_channels, args.estimator_max_channels)
     if not args.no_high_frequency_critic:
@@ -226,7 +238,7 @@ def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estima
         skip_kind=args.skip_kind, au_fusion=args.au_fusion, estimator_channels=args.estimator_channels,
         estimator_max_channels=args.estimator_max_channels, generator_output=args.generator_output,
         upsample=args.upsample, estimator_calibration_knots=estimator.calibration_knots,
-        zero_gate=args.zero_gate, flow_resolution=args.flow_resolution,
+        zero_gate=args.zero_gate, flow_resolution=args.flow_resolution, motion_prior=bool(args.motion_prior),
         provenance={"dataset": str(args.dataset), "steps": step, "command": args.command, "config": args.config},
     )  # fmt: skip
     model.generator.load_state_dict(generator.state_dict())

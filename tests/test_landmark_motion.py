@@ -138,3 +138,103 @@ def test_train_a_warp_generator_toward_real_landmark_motion(tmp_path):
     for key in ("g/warmup_landmark_motion", "g/landmark_motion"):  # learnt in the warm-up, kept in the GAN phase
         values = [record[key] for record in logged if key in record]
         assert values and all(math.isfinite(v) and v > 0 for v in values), key
+
+
+def test_landmark_regressor_reads_pixel_positions_and_rejects_other_sizes():
+    from wemgan.landmark_regressor import LandmarkRegressor
+
+    regressor = LandmarkRegressor(SIZE, 8, 16)
+    points = regressor(torch.zeros(2, 3, SIZE, SIZE))
+    assert points.shape == (2, 68, 2) and torch.allclose(points, torch.full_like(points, SIZE / 2 - 0.5))
+    with pytest.raises(ValueError, match="B x 3 x 128 x 128"):
+        regressor(torch.zeros(1, 3, 64, 64))
+
+
+def fixed_landmarks(generator, landmarks: torch.Tensor) -> None:
+    """Make a motion-prior generator's regressor read `landmarks` (1 x 68 x 2) on every face."""
+    generator.landmark_regressor.forward = lambda x: landmarks.expand(len(x), 68, 2)
+
+
+def face_landmarks() -> torch.Tensor:
+    """A plausible 68-point face on a 128 crop: the packaged basis's frame needs real eyes."""
+    points = torch.full((1, 68, 2), 64.0)
+    points[0, 36:42], points[0, 42:48] = torch.tensor([40.0, 50.0]), torch.tensor([88.0, 50.0])
+    points[0, 48], points[0, 54] = torch.tensor([48.0, 92.0]), torch.tensor([80.0, 92.0])  # lip corners
+    return points
+
+
+def test_motion_prior_generator_starts_as_the_landmark_warp_and_holds_still_for_no_change():
+    from wemgan.generator import Generator
+
+    torch.manual_seed(0)
+    generator = Generator(17, 8, 16, 5, output="warp", upsample="resize", motion_prior=True)
+    landmarks = face_landmarks()
+    fixed_landmarks(generator, landmarks)
+    x = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
+    happy = torch.zeros(2, 17)
+    happy[:, AU_NAMES.index("AU12")] = 0.8
+    _, parts = generator(x, happy, return_parts=True)
+    moves = landmark_displacements(landmarks.expand(2, 68, 2), happy)
+    expected = motion_flow(landmarks.expand(2, 68, 2), moves, SIZE, parts["flow"].shape[-1])
+    assert torch.allclose(parts["flow"], expected, atol=1e-6)  # the learnt part starts at zero
+    assert expected.abs().max() * SIZE / 2 > 3  # and the prior really moves the lip corners
+    _, still = generator(x, torch.zeros(2, 17), return_parts=True)
+    assert still["flow"].abs().max() == 0
+    with pytest.raises(ValueError, match="motion_prior"):
+        Generator(17, 8, 16, 5, output="mask", motion_prior=True)
+
+
+def test_motion_prior_model_round_trips_with_its_regressor_and_basis(tmp_path):
+    from wemgan import WEMGAN
+
+    torch.manual_seed(0)
+    model = WEMGAN(base_channels=8, max_channels=16, generator_output="warp", upsample="resize", motion_prior=True)
+    with torch.no_grad():
+        model.generator.landmark_regressor.head[1].weight.normal_(0, 0.01)
+    model.save_pretrained(tmp_path / "model")
+    loaded = WEMGAN.from_pretrained(tmp_path / "model")
+    assert loaded.generator.motion_prior
+    for key, value in model.generator.state_dict().items():
+        assert torch.equal(value, loaded.generator.state_dict()[key]), key
+    assert torch.equal(loaded.generator.motion_basis, motion_basis())
+
+
+def test_train_regressor_writes_a_loadable_model_and_a_missing_one_says_how_to_train(tmp_path):
+    pytest.importorskip("datasets")
+    from wemgan.data.datasets import build_uint8_cache
+    from wemgan.landmark_motion import load_landmark_regressor, train_regressor
+    from wemgan.metrics.geometry import geometry_unavailable
+
+    if reason := geometry_unavailable():
+        pytest.skip(reason)
+    build_uint8_cache("synthfacs", tmp_path / "train", "train", n_identities=4, per_identity=4)
+    record = train_regressor(str(tmp_path / "train"), tmp_path / "regressor", steps=2, batch_size=4, holdout=4)
+    assert record["held_out_mean_error_px"] > 0 and record["steps"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["regressor", "train"]  # no .partial left
+    regressor = load_landmark_regressor(tmp_path / "regressor")
+    assert regressor(torch.zeros(1, 3, SIZE, SIZE)).shape == (1, 68, 2)
+    with pytest.raises(FileNotFoundError, match="train-regressor"):
+        load_landmark_regressor(tmp_path / "nothing")
+
+
+def test_train_with_a_motion_prior_exports_it(tmp_path):
+    pytest.importorskip("datasets")
+    import safetensors.torch
+
+    from tests.test_train import train  # the tiny-network launcher
+    from wemgan import WEMGAN
+    from wemgan.data.datasets import build_uint8_cache
+    from wemgan.landmark_motion import train_regressor
+    from wemgan.metrics.geometry import geometry_unavailable
+
+    if reason := geometry_unavailable():
+        pytest.skip(reason)
+    build_uint8_cache("synthfacs", tmp_path / "train", "train", n_identities=4, per_identity=4)
+    train_regressor(str(tmp_path / "train"), tmp_path / "regressor", steps=2, batch_size=4, holdout=4)
+    train(tmp_path / "run", "--dataset", str(tmp_path / "train"), "--max_train_steps", "2", "--n_critic", "1",
+          "--generator_output", "warp", "--upsample", "resize",
+          "--motion_prior", str(tmp_path / "regressor"))  # fmt: skip
+    model = WEMGAN.from_pretrained(tmp_path / "run" / "hub")
+    trained = safetensors.torch.load_file(tmp_path / "regressor" / "model.safetensors")
+    exported = model.generator.landmark_regressor.state_dict()
+    assert model.generator.motion_prior and all(torch.equal(v, exported[k].float()) for k, v in trained.items())

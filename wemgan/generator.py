@@ -183,6 +183,11 @@ class Generator(nn.Module):
             that the self-reconstruction loss removes only slowly.
         flow_resolution: warp output only: side of the decoder map the flow is predicted on
             (image_size / 2, 4, 8 or 16), then resized: the coarser, the fewer ways to bend a lip.
+        motion_prior: warp output only: the flow is the landmark motion of real faces for u_rel
+            (a LandmarkRegressor reads the input's landmarks, wemgan.landmark_motion moves them
+            and blends the moves into a flow) plus what the decoder predicts on top: edits are
+            expressions from the first step, and the GAN learns what motion alone misses.
+            The regressor is frozen; train_accelerate.py --motion_prior loads its weights.
     """
 
     def __init__(
@@ -199,10 +204,13 @@ class Generator(nn.Module):
         upsample: Upsample = "transposed",
         zero_gate: bool = False,
         flow_resolution: int = FLOW_RESOLUTION,
+        motion_prior: bool = False,
     ) -> None:
         super().__init__()
         if output not in ("image", "mask", "warp"):
             raise ValueError(f"output must be 'image', 'mask' or 'warp', got {output!r}")
+        if motion_prior and output != "warp":
+            raise ValueError("motion_prior needs output 'warp' (the prior is a flow)")
         if zero_gate and output == "image":
             raise ValueError("zero_gate needs output 'mask' or 'warp' (an image output has nothing to gate)")
         if upsample not in ("transposed", "resize"):
@@ -257,8 +265,26 @@ class Generator(nn.Module):
             nn.init.constant_(self.to_mask.bias, MASK_BIAS)
         if output == "warp":
             self.to_flow = nn.Conv2d(widths[self.flow_depth], 2, 3, 1, 1)
-            nn.init.zeros_(self.to_flow.weight)  # starts as the identity warp
+            nn.init.zeros_(self.to_flow.weight)  # starts as the identity warp (or the motion prior alone)
             nn.init.zeros_(self.to_flow.bias)
+        self.motion_prior = motion_prior
+        if motion_prior:
+            # Imported here: the regressor builds on discriminators (which import this module), and
+            # `python -m wemgan.landmark_motion` must not find its module imported by the package.
+            from .landmark_motion import motion_basis
+            from .landmark_regressor import LandmarkRegressor
+
+            self.landmark_regressor = LandmarkRegressor(image_size).requires_grad_(False)
+            self.register_buffer("motion_basis", motion_basis().clone())  # 17 x 68 x 2, see landmark_motion
+
+    def prior_flow(self, x: Tensor, aus: Tensor, resolution: int) -> Tensor:
+        """motion_prior: the flow (B x 2 x r x r) that moves x's landmarks as real faces' move for aus."""
+        from .landmark_motion import landmark_displacements, motion_flow
+
+        with torch.no_grad():
+            landmarks = self.landmark_regressor(x).float()
+            moves = landmark_displacements(landmarks, aus.float(), self.motion_basis.float())
+            return motion_flow(landmarks, moves, self.image_size, resolution)
 
     def forward(self, x: Tensor, aus: Tensor, return_parts: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """The edited image; with return_parts, also {"mask": B x 1 x S x S, "flow": B x 2 x s x s}
@@ -284,6 +310,8 @@ class Generator(nn.Module):
             h = layer(h)
             if depth == self.flow_depth and self.output == "warp":
                 flow = MAX_FLOW * torch.tanh(self.to_flow(h))
+                if self.motion_prior:
+                    flow = flow + self.prior_flow(x, aus, flow.shape[-1]).to(flow.dtype)
                 parts["flow"] = flow if gate is None else flow * gate.to(flow.dtype)
         if 0 in skips:
             h = torch.cat([h, skips[0]], 1)

@@ -31,11 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .aus import AU_NAMES, NUM_AUS
-from .metrics.acd import TEMPLATE_BOX
-from .metrics.geometry import landmarks68, load_train_faces, write_packaged_json
 
 MOTION_FILE = Path(__file__).with_name("landmark_motion.json")
 REGIONS: dict[str, range] = {  # iBUG 68-point indices, 0-based
@@ -103,6 +101,9 @@ def crop_landmarks(images: Tensor) -> Tensor:
     (in the template box of an aligned crop: no detection, about 1 ms per face on one core)."""
     import dlib
 
+    from .metrics.acd import TEMPLATE_BOX
+    from .metrics.geometry import landmarks68
+
     height, width = images.shape[-2:]
     left, top, right, bottom = TEMPLATE_BOX
     box = dlib.rectangle(round(left * width), round(top * height), round(right * width), round(bottom * height))
@@ -141,13 +142,11 @@ def motion_flow(landmarks: Tensor, moves: Tensor, image_size: int, resolution: i
 
 def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dict:
     """Landmark the train faces and fit the basis; returns what landmark_motion.json holds."""
+    from .metrics.geometry import load_train_faces
+
     images, aus = load_train_faces(data, cache_folder)
     height, width = images.shape[1:3]
-    points = np.empty((len(images), 68, 2))
-    for start in range(0, len(images), 512):  # landmarks68 wants contiguous uint8 batches
-        chunk = torch.from_numpy(np.array(images[start : start + 512])).permute(0, 3, 1, 2)
-        points[start : start + len(chunk)] = crop_landmarks(chunk.float() / 127.5 - 1).numpy()
-    basis = fit_motion(points, aus, ridge)
+    basis = fit_motion(landmark_labels(images), aus, ridge)
     return {
         "about": (
             "Displacement of dlib's 68 landmarks per AU at label 1, in an eye-aligned frame (origin between the "
@@ -166,6 +165,92 @@ def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dic
     }
 
 
+def landmark_labels(images: np.ndarray) -> np.ndarray:
+    """N x 68 x 2 dlib landmarks (template box) of N x H x W x 3 uint8 crops, 512 at a time."""
+    points = np.empty((len(images), 68, 2), dtype=np.float32)
+    for start in range(0, len(images), 512):
+        chunk = torch.from_numpy(np.array(images[start : start + 512])).permute(0, 3, 1, 2)
+        points[start : start + len(chunk)] = crop_landmarks(chunk.float() / 127.5 - 1).numpy()
+    return points
+
+
+def train_regressor(
+    cache_folder: str, out: Path, steps: int, batch_size: int = 64, learning_rate: float = 2e-3, holdout: int = 1000
+) -> dict:
+    """Distil dlib's landmarks of the training crops into a LandmarkRegressor (Adam, L1 in pixels,
+    cosine decay); writes out/model.safetensors and out/model.json, returns the record."""
+    import safetensors.torch
+
+    from .landmark_regressor import LandmarkRegressor
+    from .metrics.geometry import load_train_faces
+
+    images, _ = load_train_faces("", cache_folder)
+    labels = torch.from_numpy(landmark_labels(images))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    held, train = order[:holdout], order[holdout:]
+    net = LandmarkRegressor(images.shape[1])
+    optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    sampler = torch.Generator().manual_seed(1)
+
+    def batch(rows: Tensor) -> Tensor:
+        rows = rows.sort().values.numpy()  # sorted: memory-mapped reads in order
+        return torch.from_numpy(np.array(images[rows])).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    for step in range(steps):
+        rows = train[torch.randint(len(train), (batch_size,), generator=sampler)]
+        loss = (net(batch(rows)) - labels[rows.sort().values]).abs().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 200 == 0:
+            print(f"step {step}: L1 {loss.item():.2f} px", flush=True)
+    net.eval()
+    with torch.no_grad():
+        errors = torch.cat([(net(batch(rows)) - labels[rows.sort().values]).norm(dim=-1)
+                            for rows in held.split(250)])  # fmt: skip
+    record = {
+        "about": "LandmarkRegressor distilled from dlib's 68-point predictor (template box) on faces-au train crops",
+        "config": {"image_size": int(images.shape[1])},
+        "steps": steps,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "held_out_faces": holdout,
+        "held_out_mean_error_px": round(errors.mean().item(), 3),
+        "held_out_error_px_p95": round(errors.flatten().quantile(0.95).item(), 3),
+        "command": "python -m wemgan.landmark_motion train-regressor",
+    }
+    staging = out.with_name(out.name + ".partial")
+    staging.mkdir(parents=True, exist_ok=True)
+    safetensors.torch.save_file(net.state_dict(), staging / "model.safetensors")
+    (staging / "model.json").write_text(json.dumps(record, indent=2) + "\n")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    staging.rename(out)
+    return record
+
+
+def load_landmark_regressor(folder: str | Path) -> nn.Module:
+    """The LandmarkRegressor that train-regressor wrote to folder (model.safetensors + model.json)."""
+    import safetensors.torch
+
+    from .landmark_regressor import LandmarkRegressor
+
+    folder = Path(folder)
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"no landmark regressor in {folder}: train one with python -m wemgan.landmark_motion train-regressor "
+            f"--cache-folder DIR --out {folder}"
+        )
+    record = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    regressor = LandmarkRegressor(**record["config"])
+    regressor.load_state_dict(safetensors.torch.load_file(folder / "model.safetensors"))
+    return regressor
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m wemgan.landmark_motion", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -176,7 +261,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     command.add_argument("--cache-folder", help="a decoded uint8 cache of the train split (images.npy, aus.npy)")
     command.add_argument("--ridge", type=float, default=RIDGE)
     command.add_argument("--out", type=Path, default=MOTION_FILE)
+    command = commands.add_parser("train-regressor", help="distil dlib's landmarks into a LandmarkRegressor")
+    command.add_argument("--cache-folder", required=True, help="a decoded uint8 cache of the train split")
+    command.add_argument("--out", type=Path, required=True, help="folder for model.safetensors and model.json")
+    command.add_argument("--steps", type=int, default=3000)
+    command.add_argument("--batch-size", type=int, default=64)
+    command.add_argument("--learning-rate", type=float, default=2e-3)
     args = parser.parse_args(argv)
+    from .metrics.geometry import write_packaged_json
+
+    if args.command == "train-regressor":
+        record = train_regressor(args.cache_folder, args.out, args.steps, args.batch_size, args.learning_rate)
+        print(json.dumps(record, indent=2))
+        return
     text = write_packaged_json(args.out, fit(args.data, args.cache_folder, args.ridge))
     print(f"wrote {args.out} ({len(text)} bytes)")
 

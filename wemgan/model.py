@@ -74,6 +74,8 @@ class WEMGAN(
         estimator_calibration_knots: 0, or the knots of the AU estimator's quantile calibration.
         zero_gate: the generator's flow and mask fade to nothing as the requested change does.
         flow_resolution: side of the map a warp generator predicts its flow on (32 at 128 px).
+        motion_prior: a warp generator's flow starts from the landmark motion of real faces (see
+            wemgan.generator.Generator); the model then holds a LandmarkRegressor too.
         provenance: how the weights were made, written by the exporter (data, steps,
             command); empty for a model that was never trained.
         face_template: where the 5 face landmarks sit in a training crop (fractions of the
@@ -103,6 +105,7 @@ class WEMGAN(
         estimator_calibration_knots: int = 0,
         zero_gate: bool = False,
         flow_resolution: int = FLOW_RESOLUTION,
+        motion_prior: bool = False,
         provenance: dict[str, Any] | None = None,
         face_template: Sequence[Sequence[float]] = facelib.DEFAULT_TEMPLATE,
     ) -> None:
@@ -112,7 +115,7 @@ class WEMGAN(
         self.face_template = facelib.check_template(face_template)
         self.generator = Generator(
             NUM_AUS, base_channels, max_channels, skip_levels, skip_kind, au_fusion, norm, image_size,
-            generator_output, upsample, zero_gate, flow_resolution,
+            generator_output, upsample, zero_gate, flow_resolution, motion_prior,
         )  # fmt: skip
         self.au_estimator = AUEstimator(
             NUM_AUS, estimator_channels, estimator_max_channels, estimator_calibration_knots
