@@ -96,18 +96,23 @@ def motion_basis() -> Tensor:
     return torch.tensor(json.loads(MOTION_FILE.read_text(encoding="utf-8"))["basis"], dtype=torch.float32)
 
 
-def crop_landmarks(images: Tensor) -> Tensor:
-    """B x 68 x 2 pixel positions of dlib's landmarks on B x 3 x H x W training crops in [-1, 1]
-    (in the template box of an aligned crop: no detection, about 1 ms per face on one core)."""
+def template_box(height: int, width: int):
+    """The dlib.rectangle of the face in an aligned training crop (acd.TEMPLATE_BOX scaled to it)."""
     import dlib
 
     from .metrics.acd import TEMPLATE_BOX
+
+    left, top, right, bottom = TEMPLATE_BOX
+    return dlib.rectangle(round(left * width), round(top * height), round(right * width), round(bottom * height))
+
+
+def crop_landmarks(images: Tensor) -> Tensor:
+    """B x 68 x 2 pixel positions of dlib's landmarks on B x 3 x H x W training crops in [-1, 1]
+    (in the template box of an aligned crop: no detection, about 1 ms per face on one core)."""
     from .metrics.geometry import landmarks68
 
-    height, width = images.shape[-2:]
-    left, top, right, bottom = TEMPLATE_BOX
-    box = dlib.rectangle(round(left * width), round(top * height), round(right * width), round(bottom * height))
     pixels = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    box = template_box(*images.shape[-2:])
     points = landmarks68(pixels.permute(0, 2, 3, 1).numpy(), [box] * len(images))
     return torch.from_numpy(points).float().to(images.device)
 
@@ -167,10 +172,13 @@ def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dic
 
 def landmark_labels(images: np.ndarray) -> np.ndarray:
     """N x 68 x 2 dlib landmarks (template box) of N x H x W x 3 uint8 crops, 512 at a time."""
+    from .metrics.geometry import landmarks68
+
+    box = template_box(*images.shape[1:3])
     points = np.empty((len(images), 68, 2), dtype=np.float32)
-    for start in range(0, len(images), 512):
-        chunk = torch.from_numpy(np.array(images[start : start + 512])).permute(0, 3, 1, 2)
-        points[start : start + len(chunk)] = crop_landmarks(chunk.float() / 127.5 - 1).numpy()
+    for start in range(0, len(images), 512):  # np.array: a contiguous copy of a memory-mapped slice
+        chunk = np.array(images[start : start + 512])
+        points[start : start + len(chunk)] = landmarks68(chunk, [box] * len(chunk))
     return points
 
 
@@ -193,13 +201,14 @@ def train_regressor(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     sampler = torch.Generator().manual_seed(1)
 
-    def batch(rows: Tensor) -> Tensor:
-        rows = rows.sort().values.numpy()  # sorted: memory-mapped reads in order
-        return torch.from_numpy(np.array(images[rows])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    def error(rows: Tensor) -> Tensor:
+        """Per-landmark (x, y) error in pixels on these rows, read in sorted order (memory-mapped reads)."""
+        rows = rows.sort().values
+        faces = torch.from_numpy(np.array(images[rows.numpy()])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return net(faces) - labels[rows]
 
     for step in range(steps):
-        rows = train[torch.randint(len(train), (batch_size,), generator=sampler)]
-        loss = (net(batch(rows)) - labels[rows.sort().values]).abs().mean()
+        loss = error(train[torch.randint(len(train), (batch_size,), generator=sampler)]).abs().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -208,8 +217,7 @@ def train_regressor(
             print(f"step {step}: L1 {loss.item():.2f} px", flush=True)
     net.eval()
     with torch.no_grad():
-        errors = torch.cat([(net(batch(rows)) - labels[rows.sort().values]).norm(dim=-1)
-                            for rows in held.split(250)])  # fmt: skip
+        errors = torch.cat([error(rows).norm(dim=-1) for rows in held.split(250)])
     record = {
         "about": "LandmarkRegressor distilled from dlib's 68-point predictor (template box) on faces-au train crops",
         "config": {"image_size": int(images.shape[1])},
