@@ -15,14 +15,14 @@ needs_landmarks = pytest.mark.skipif(
 )
 
 
-def _skin(n: int = 1, size: int = 128, seed: int = 0) -> np.ndarray:
+def _skin(n: int = 1, size: int = 128, seed: int = 0, noise: float = 4.0) -> np.ndarray:
     """N x size x size x 3 uint8: skin-coloured shading with mild texture, like a face crop."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size] / (size - 1)
     shade = 0.6 + 0.4 * np.exp(-((x - 0.5) ** 2 + (y - 0.45) ** 2) / 0.1)
     base = shade[..., None] * np.array([215.0, 160.0, 130.0])
-    noise = rng.normal(0, 4, size=(n, size, size, 1))
-    return np.clip(base + noise, 0, 255).round().astype(np.uint8)
+    texture = rng.normal(0, noise, size=(n, size, size, 1))
+    return np.clip(base + texture, 0, 255).round().astype(np.uint8)
 
 
 def _blob(centre: tuple[float, float], size: int = 128, sigma: float = 10.0) -> np.ndarray:
@@ -100,6 +100,37 @@ def test_inputs_are_checked():
 
 
 # ----------------------------------------------------------------------------------- speckle
+needs_opencv = pytest.mark.skipif(
+    metrics.motion_compensation_unavailable() is not None, reason=str(metrics.motion_compensation_unavailable())
+)
+
+
+@needs_opencv
+def test_moved_measures_forgive_motion_and_keep_painted_colour():
+    """A red lip moved 3 px over skin changes colour at its edges like a blotch does (plain
+    chroma ratio); once the source is moved onto the edit, only the painted blotch is left.
+    (Smooth skin: resampling along a sub-pixel flow blurs pixel noise, which the moved speckle
+    share counts; real crops keep ~0.05 of a warp's energy there, docs/recipe-trials.md.)"""
+    skin = _skin(2, noise=0).astype(np.float64)
+    lip = np.array([180.0, 60.0, 70.0])
+
+    def with_lip(centre_y: float) -> np.ndarray:
+        weight = _blob((64, centre_y), sigma=6)[None, ..., None]
+        return np.clip(skin * (1 - weight) + lip * weight, 0, 255).round().astype(np.uint8)
+
+    source, moved_lip = with_lip(80), with_lip(83)
+    blotch = source.astype(np.float64) + 40 * _blob((40, 50), sigma=6)[None, ..., None] * np.array([1, -1, 1])
+    blotch = np.clip(blotch, 0, 255).round().astype(np.uint8)
+    motion = metrics.pooled_moved_measures(source, moved_lip)
+    painted = metrics.pooled_moved_measures(source, blotch)
+    assert metrics.pooled_chroma_ratio(source, moved_lip) > 5  # the plain ratio cannot tell
+    assert motion["moved_chroma_ratio"] < 0.35 * metrics.pooled_chroma_ratio(source, moved_lip)
+    assert painted["moved_chroma_ratio"] > 0.8 * metrics.pooled_chroma_ratio(source, blotch)
+    assert motion["moved_speckle_share"] < metrics.pooled_speckle_share(source, moved_lip)
+    assert painted["moved_speckle_share"] < 0.05  # a smooth blotch is no speckle, moved or not
+    assert np.isnan(metrics.pooled_moved_measures(source, source)["moved_chroma_ratio"])  # no change at all
+
+
 def test_speckle_share_is_small_for_a_smooth_change_and_large_for_dots():
     source = _skin(1, seed=1)
     base = source.astype(np.float64)
@@ -186,6 +217,7 @@ def test_packaged_calibration_and_reference_points():
     video, darkening = points["video"], points["darkening"]
     assert 0.5 < video["chroma_ratio"] < 1.5 and 0.02 < video["speckle_share"] < 0.15
     assert darkening["chroma_ratio"] < 0.3 * video["chroma_ratio"]
+    assert 0.2 < video["moved_chroma_ratio"] < video["chroma_ratio"]  # teeth and shading are not motion
     assert video["geometry_change"]["lip_corner_lift"]["max"] > 0.1  # she laughs
     assert video["geometry_change"]["mouth_opening"]["mean"] > 0.1
     for name in geometry.MEASURES:

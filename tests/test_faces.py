@@ -85,6 +85,20 @@ def test_paste_back_stays_inside_the_rotated_crop_and_drops_colour_casts():
     assert torch.allclose(faces.paste_back(pixels, face, torch.full((3, 128, 128), 0.2)), pixels, atol=1e-6)
 
 
+def test_paste_back_moves_the_photo_itself_at_full_resolution():
+    """A crop-space flow moves the full-resolution photo: a 2 px line in a 256 px photo (crop at
+    half scale) shifted by 3 crop px lands 6 photo px on, as sharp as it was."""
+    pixels = torch.zeros(3, 256, 256)
+    pixels[:, :, 120:122] = 1.0
+    face = faces.centre_face(256, 256, 128)  # the whole photo at half scale: no faded edges
+    motion = torch.zeros(2, 16, 16)
+    motion[0] = -3 / 64  # backward flow of -3 crop px along x: content moves 3 px right
+    out = faces.paste_back(pixels, face, torch.zeros(3, 128, 128), motion)
+    row = out[0, 128]
+    assert torch.allclose(row[126:128], torch.ones(2), atol=1e-5) and row[:126].max() < 1e-5
+    assert torch.allclose(faces.paste_back(pixels, face, torch.zeros(3, 128, 128), torch.zeros(2, 16, 16)), pixels)
+
+
 def test_similarity_matches_opencv():
     cv2 = pytest.importorskip("cv2")
     source = np.array([[330, 246], [297, 248], [214, 249], [245, 250], [270, 311]], dtype=np.float64)

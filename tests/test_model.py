@@ -12,6 +12,7 @@ from conftest import TINY
 from PIL import Image
 
 from wemgan import AU_NAMES, WEMGAN
+from wemgan.generator import warp
 
 
 def test_default_is_the_paper_configuration():
@@ -227,3 +228,31 @@ def test_a_prepared_photo_edits_as_the_photo_does(tiny_model, face_crop):
 def test_bfloat16_weights(tiny_model, face_crop):
     out = tiny_model.to(torch.bfloat16).edit(face_crop, aus="Happy")
     assert out.size == (128, 128)
+
+
+class ShiftRight(torch.nn.Module):
+    """A warp generator whose edit moves the whole crop right by 4 px per unit of AU12, colour untouched."""
+
+    output = "warp"
+
+    def forward(self, x, aus, return_parts=False):
+        flow = torch.zeros(len(x), 2, 8, 8, dtype=x.dtype)
+        flow[:, 0] = -4 / 64 * aus[:, AU_NAMES.index("AU12")].view(-1, 1, 1)
+        edited = warp(x, flow)
+        return (edited, {"flow": flow, "mask": torch.zeros_like(x[:, :1])}) if return_parts else edited
+
+
+def test_a_warp_generator_moves_the_photo_at_its_own_resolution(tiny_model):
+    """The motion of a warp generator moves the photo's own pixels: a 2 px line of a 512 px photo
+    stays one sharp line, 16 photo px further (4 crop px at 1/4 scale), instead of a blurred
+    128-px copy of the moved line pasted beside the sharp original."""
+    tiny_model.generator = ShiftRight()
+    photo = np.zeros((512, 512, 3), np.uint8)
+    photo[:, 200:202] = 255
+    out = tiny_model.edit(photo, delta={"AU12": 1.0}, align=False)
+    row = out[256, :, 0].astype(int)
+    assert row[216] == 255 and row[217] == 255 and row[200] == 0  # moved, still full strength
+    assert (row > 20).sum() == 2  # and nothing else: no ghost of the old line, no blur
+    assert np.array_equal(tiny_model.edit(photo, delta={"AU12": 0.0}, align=False), photo)
+    prepared = tiny_model.prepare(photo, align=False)
+    assert np.array_equal(tiny_model.edit(prepared, delta={"AU12": 1.0}), out)

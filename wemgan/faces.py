@@ -147,13 +147,17 @@ def crop(pixels: Tensor, face: Face) -> Tensor:
     return F.grid_sample(region, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def paste_back(pixels: Tensor, face: Face, change: Tensor) -> Tensor:
+def paste_back(pixels: Tensor, face: Face, change: Tensor, motion: Tensor | None = None) -> Tensor:
     """`pixels` (3 x H x W in [0, 1]) plus a crop-space change (3 x S x S, same units), clamped.
 
     The change is mapped through the inverse transform at the photo's resolution and fades
     out over the crop's edges that lie inside the photo, so there is no seam; its mean over
     that fading band (a colour cast of the generator, not an expression) is removed first so
     the face keeps the photo's colours. Pixels outside the crop are returned untouched.
+
+    motion: a crop-space backward flow (2 x s x s, `generator.warp`'s [-1, 1] units) applied to
+    the photo itself before the change is added: each photo pixel shows the photo where the
+    flow points, taken through the alignment, faded out like the change.
     """
     height, width = pixels.shape[-2:]
     mask = feather_mask(face, width, height)
@@ -167,8 +171,27 @@ def paste_back(pixels: Tensor, face: Face, change: Tensor) -> Tensor:
     grid = _normalised_grid(u, v, face.size, face.size)
     sampled = F.grid_sample(change[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
     out = pixels.clone()
+    if motion is not None:
+        out[:, top:bottom, left:right] = _moved_region(pixels, face, motion, mask, grid, x, y, inside)
     out[:, top:bottom, left:right] += sampled * inside
     return out.clamp_(0, 1)
+
+
+def _moved_region(
+    pixels: Tensor, face: Face, motion: Tensor, mask: Tensor, grid: Tensor, x: np.ndarray, y: np.ndarray, inside: Tensor
+) -> Tensor:
+    """The photo's region at (x, y) sampled where the crop-space flow `motion` points (see paste_back)."""
+    size = face.size
+    flow = F.interpolate(motion.float().cpu()[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+    flow = flow * (size / 2) * mask  # crop pixels, faded like the change
+    moves = F.grid_sample(flow[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    moves = (moves * inside).numpy().astype(np.float64)
+    to_photo = face.inverse[:, :2]  # a crop-pixel step as a photo-pixel step
+    dx = to_photo[0, 0] * moves[0] + to_photo[0, 1] * moves[1]
+    dy = to_photo[1, 0] * moves[0] + to_photo[1, 1] * moves[1]
+    height, width = pixels.shape[-2:]
+    where = _normalised_grid(x + dx, y + dy, width, height)
+    return F.grid_sample(pixels[None].float(), where, mode="bilinear", padding_mode="border", align_corners=False)[0]
 
 
 def feather_mask(face: Face, width: int, height: int) -> Tensor:

@@ -32,7 +32,7 @@ from . import faces as facelib
 from . import images as imgs
 from .au_estimator import AUEstimator
 from .aus import NUM_AUS, au_dict, au_vector
-from .generator import FLOW_RESOLUTION, AUFusion, Generator, Norm, Output, SkipKind, Upsample
+from .generator import FLOW_RESOLUTION, AUFusion, Generator, Norm, Output, SkipKind, Upsample, warp
 
 PAPER_URL = "https://arxiv.org/abs/2412.02530"
 REPO_URL = "https://github.com/wemgan/wemgan"
@@ -188,8 +188,8 @@ class WEMGAN(
         if batch.batched:
             raise ValueError("prepare takes one image; call it once per image")
         reading = self._read(batch, align, "all", detector)
-        unedited = self._generate(reading.crops, torch.zeros_like(reading.aus))  # G(x, 0) of preserve_detail
-        return PreparedPhoto(batch, reading.located[0], reading.crops, reading.aus, unedited)
+        unedited, unedited_flow = self._generate(reading.crops, torch.zeros_like(reading.aus))  # of preserve_detail
+        return PreparedPhoto(batch, reading.located[0], reading.crops, reading.aus, unedited, unedited_flow)
 
     @torch.inference_mode()
     def estimate_aus(
@@ -335,7 +335,8 @@ class WEMGAN(
         if isinstance(images, PreparedPhoto):
             chosen = facelib.face_indices(len(images.faces), which)
             faces, index = [images.faces[i] for i in chosen], torch.tensor(chosen, device=self.device)
-            return Reading(images.batch, [faces], images.crops[index], images.aus[index], images.unedited[index])
+            flow = None if images.unedited_flow is None else images.unedited_flow[index]
+            return Reading(images.batch, [faces], images.crops[index], images.aus[index], images.unedited[index], flow)
         batch = images if isinstance(images, imgs.ImageBatch) else imgs.load_images(images)
         located = [
             facelib.locate(pixels, self.image_size, self.face_template, align, which, detector)
@@ -370,49 +371,70 @@ class WEMGAN(
         counts = torch.tensor([len(found) for found in located], device=self.device)
         return per_image.repeat_interleave(counts, dim=0)
 
-    def _generate(self, crops: Tensor, relative: Tensor) -> Tensor:
-        outputs = [
-            self.generator(x.to(self.dtype), u.to(self.dtype)).float()
-            for x, u in zip(crops.split(GENERATION_CHUNK), relative.split(GENERATION_CHUNK), strict=True)
-        ]
-        return torch.cat(outputs)
+    def _generate(self, crops: Tensor, relative: Tensor) -> tuple[Tensor, Tensor | None]:
+        """G(x, u) (N x 3 x S x S) and, for a warp generator, its flow (N x 2 x s x s; else None)."""
+        warps = self.generator.output == "warp"
+        images, flows = [], []
+        for x, u in zip(crops.split(GENERATION_CHUNK), relative.split(GENERATION_CHUNK), strict=True):
+            edited, parts = self.generator(x.to(self.dtype), u.to(self.dtype), return_parts=True)
+            images.append(edited.float())
+            flows.append(parts["flow"].float() if warps else None)
+        return torch.cat(images), torch.cat(flows) if warps else None
 
     def _render(self, reading: Reading, relatives: list[Tensor], preserve_detail: bool) -> list[Any]:
         """One output (same form as the input) per relative-AU tensor (N x 17 or 1 x 17) in `relatives`.
 
         All conditions (and G(x, 0) for preserve_detail, unless the reading holds it) go
         through the generator as one batch: interpolation frames cost one batched call.
+        A warp generator's motion is applied to the photo itself at its full resolution (its
+        flow taken through the alignment), and only the colour the generator adds on top
+        is pasted as a change: hairs, pores and brows stay sharp and move, instead of a
+        blurred 128-px copy of a moved brow being added beside the sharp original.
         """
         crops, n = reading.crops, len(reading.crops)
         conditions = [relative.expand(n, -1) for relative in relatives]
         add_unedited = preserve_detail and reading.unedited is None
         if add_unedited:
             conditions.append(torch.zeros_like(conditions[0]))
-        outputs = list(self._generate(crops.repeat(len(conditions), 1, 1, 1), torch.cat(conditions)).split(n))
+        outputs, flows = self._generate(crops.repeat(len(conditions), 1, 1, 1), torch.cat(conditions))
+        outputs = list(outputs.split(n))
+        flows = list(flows.split(n)) if flows is not None and preserve_detail else [None] * len(outputs)
         if add_unedited:
-            base = outputs.pop()
+            base, base_flow = outputs.pop(), flows.pop()
             conditions.pop()
         else:
             base = reading.unedited if preserve_detail else crops
+            base_flow = reading.unedited_flow if preserve_detail else None
         results = []
-        for relative, edited in zip(conditions, outputs, strict=True):
-            change = (edited - base) / 2  # [-1, 1] units -> [0, 1] units
+        for relative, edited, flow in zip(conditions, outputs, flows, strict=True):
+            motion, reference = None, base
+            if flow is not None and base_flow is not None:
+                motion = flow - base_flow  # what the edit moves beyond G(x, 0)'s own motion
+                reference = warp(base, motion)  # G(x, 0) moved so: the change left is colour only
+            change = (edited - reference) / 2  # [-1, 1] units -> [0, 1] units
             if preserve_detail:
                 # G(x, 0) - G(x, 0) is exactly zero; do not let batch-dependent rounding say otherwise.
-                change[relative.abs().amax(1) == 0] = 0
-            results.append(imgs.to_output(reading.batch, self._paste(reading.batch, reading.located, change.cpu())))
+                unchanged = relative.abs().amax(1) == 0
+                change[unchanged] = 0
+                if motion is not None:
+                    motion[unchanged] = 0
+            pasted = self._paste(reading.batch, reading.located, change.cpu(), None if motion is None else motion.cpu())
+            results.append(imgs.to_output(reading.batch, pasted))
         return results
 
     @staticmethod
-    def _paste(batch: imgs.ImageBatch, located: list[list[facelib.Face]], change: Tensor) -> list[Tensor]:
-        """Each image with its faces' crop-space changes pasted back, in the order of `located`."""
-        changes = iter(change)
+    def _paste(
+        batch: imgs.ImageBatch, located: list[list[facelib.Face]], change: Tensor, motion: Tensor | None
+    ) -> list[Tensor]:
+        """Each image with its faces' crop-space changes (and motions, if any) pasted back, in `located` order."""
+        changes, motions = iter(change), iter(motion if motion is not None else [None] * len(change))
         pasted = []
         for pixels, found in zip(batch.pixels, located, strict=True):
             for face in found:
-                face_change = next(changes)
-                if face_change.any():  # an unchanged face leaves its photo bit-exact, and costs nothing
-                    pixels = facelib.paste_back(pixels, face, face_change)
+                face_change, face_motion = next(changes), next(motions)
+                moves = face_motion is not None and bool(face_motion.any())
+                if moves or face_change.any():  # an unchanged face leaves its photo bit-exact, and costs nothing
+                    pixels = facelib.paste_back(pixels, face, face_change, face_motion if moves else None)
             pasted.append(pixels)
         return pasted
 
@@ -426,6 +448,7 @@ class Reading:
     crops: Tensor  # N x 3 x S x S in [-1, 1], N = all faces of all images
     aus: Tensor  # N x 17: what the AU estimator reads on each crop
     unedited: Tensor | None = None  # N x 3 x S x S: G(x, 0), when known
+    unedited_flow: Tensor | None = None  # N x 2 x s x s: G(x, 0)'s flow, when known and G warps
 
 
 @dataclass(frozen=True, eq=False)
@@ -441,6 +464,7 @@ class PreparedPhoto:
     crops: Tensor
     aus: Tensor
     unedited: Tensor
+    unedited_flow: Tensor | None = None  # a warp generator's flow for G(x, 0)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -8,6 +8,7 @@ paired          SynthFACS: the edit against the exact target render
 face_region     the face ellipse of an aligned crop, where chroma and speckle measure
 chroma          chroma ratio: colour change per brightness change of an edit (colour blotches)
 speckle         speckle share: the share of an edit's change above a 1.5 px blur (dot patterns)
+motion_compensated  both, of what is left once the source is moved onto the edit (tells painting from warping)
 geometry        dlib 68-landmark changes (lip corners, mouth, brows, lids) and their real-face calibration
 reference       the measures on a filmed real expression change and on a plain darkening
 
@@ -28,6 +29,7 @@ from .geometry import (
     landmarks68,
     natural_effects,
 )
+from .motion_compensated import motion_compensation_unavailable, moved_sources, pooled_moved_measures
 from .paired import ground_truth, paired_scores
 from .reconstruction import PSNR_CAP, l1, psnr, ssim, ssim_unavailable, to_uint8, to_unit
 from .reference import reference_points
@@ -52,9 +54,12 @@ __all__ = [
     "inception_unavailable",
     "l1",
     "landmarks68",
+    "motion_compensation_unavailable",
+    "moved_sources",
     "natural_effects",
     "paired_scores",
     "pooled_chroma_ratio",
+    "pooled_moved_measures",
     "pooled_speckle_share",
     "psnr",
     "read_openface_aus",

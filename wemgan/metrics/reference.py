@@ -30,6 +30,7 @@ import torch
 from .. import faces
 from .chroma import chroma_ratios, pooled_chroma_ratio
 from .geometry import MEASURES, geometry_changes, write_packaged_json
+from .motion_compensated import pooled_moved_measures
 from .speckle import pooled_speckle_share, speckle_shares
 
 REFERENCE_FILE = Path(__file__).with_name("reference_points.json")
@@ -43,8 +44,8 @@ def reference_points() -> dict[str, Any]:
     """The packaged figures (reference_points.json): {"about", "video": {...}, "darkening": {...}}.
 
     Each of video and darkening holds chroma_ratio and speckle_share (pooled over its pairs),
-    their per-pair median, min and max, and per geometry measure the mean, min and max change
-    (in inter-ocular distances).
+    their per-pair median, min and max, moved_chroma_ratio and moved_speckle_share (pooled), and
+    per geometry measure the mean, min and max change (in inter-ocular distances).
     """
     return json.loads(REFERENCE_FILE.read_text(encoding="utf-8"))
 
@@ -97,6 +98,7 @@ def summarise(sources: np.ndarray, edits: np.ndarray) -> dict[str, Any]:
         "chroma_ratio_per_pair": spread(chroma_ratios(sources, edits)),
         "speckle_share": _round(pooled_speckle_share(sources, edits)),
         "speckle_share_per_pair": spread(speckle_shares(sources, edits)),
+        **{name: _round(value) for name, value in pooled_moved_measures(sources, edits).items()},
         "geometry_change": {
             name: {
                 "mean": _round(changes[name].mean()),
