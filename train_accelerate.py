@@ -123,6 +123,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="mask/warp generators: flow and mask scale by tanh(4 |u_rel|), so G(x, 0) = x exactly",
     )
     add(
+        "--stretch_gate",
+        action="store_true",
+        help="warp generators: colour only where the flow stretches the input (an opening mouth, a closing lid)",
+    )
+    add(
         "--expression_loss",
         default="critic",
         choices=["critic", "estimator"],
@@ -190,6 +195,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--expression_loss estimator matches the estimator's reading of real donor faces: no --target_noise")
     if args.motion_prior and args.generator_output != "warp":
         p.error("--motion_prior is a flow: add --generator_output warp")
+    if args.stretch_gate and args.generator_output != "warp":
+        p.error("--stretch_gate reads the flow: add --generator_output warp")
     if args.lambda_landmark_motion and args.generator_output != "warp":
         p.error("--lambda_landmark_motion needs a flow to supervise: add --generator_output warp")
     preset = dict(PRESETS[args.preset])
@@ -209,6 +216,7 @@ def build_networks(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
             NUM_AUS, args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
             output=args.generator_output, upsample=args.upsample, zero_gate=args.zero_gate,
             flow_resolution=args.flow_resolution, motion_prior=bool(args.motion_prior),
+            stretch_gate=args.stretch_gate,
         ),
         "image_critic": ImageDiscriminator(NUM_AUS, args.critic_base_channels, args.critic_max_channels),
     }  # fmt: skip
@@ -239,6 +247,7 @@ def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estima
         estimator_max_channels=args.estimator_max_channels, generator_output=args.generator_output,
         upsample=args.upsample, estimator_calibration_knots=estimator.calibration_knots,
         zero_gate=args.zero_gate, flow_resolution=args.flow_resolution, motion_prior=bool(args.motion_prior),
+        stretch_gate=args.stretch_gate,
         provenance={"dataset": str(args.dataset), "steps": step, "command": args.command, "config": args.config},
     )  # fmt: skip
     model.generator.load_state_dict(generator.state_dict())

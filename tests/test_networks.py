@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
-from wemgan.generator import Generator, SmallMapConv2d
+from wemgan.generator import Generator, SmallMapConv2d, flow_stretch
 
 IN, LRELU, RELU, TANH, NONE = "IN", "LeakyReLU", "ReLU", "Tanh", "-"
 
@@ -160,6 +160,7 @@ def test_au_condition_changes_the_output():
         (dict(skip_kind="wavelet"), "skip_kind"),
         (dict(au_fusion="double"), "au_fusion"),
         (dict(image_size=100), "divisible by 32"),
+        (dict(output="mask", stretch_gate=True), "stretch_gate needs output 'warp'"),
     ],
 )
 def test_bad_configurations_are_rejected(kwargs, message):
@@ -218,3 +219,33 @@ def test_small_map_conv_matches_conv2d_under_bfloat16_autocast():
         y_conv = nn.functional.conv2d(x, small.weight, small.bias, 2, 1)
     assert y_small.dtype == y_conv.dtype == torch.bfloat16
     torch.testing.assert_close(y_small.float(), y_conv.float(), atol=2e-2, rtol=2e-2)
+
+
+def test_flow_stretch_is_zero_for_motion_and_the_area_lost_for_magnification():
+    size, s = 128, 32
+    coords = (torch.arange(s) + 0.5) * (size / s) - 0.5  # pixel positions of the flow samples
+    shift = torch.zeros(1, 2, s, s)
+    shift[:, 0] = 5 / 64  # every pixel shows the input 5 px to its right: motion only
+    assert flow_stretch(shift, size).abs().max() < 1e-6
+    zoom = torch.zeros(1, 2, s, s)
+    zoom[:, 0] = -0.5 * (coords - 64).view(1, -1) / 64  # x: each output px reads the input at 64 + (x - 64) / 2
+    stretch = flow_stretch(zoom, size)
+    assert torch.allclose(stretch[..., 2:-2, 2:-2], torch.full_like(stretch[..., 2:-2, 2:-2], 0.5), atol=1e-5)
+    assert flow_stretch(-zoom, size).max() < 1e-6  # squeezed, not stretched
+
+
+def test_stretch_gate_lets_colour_only_where_the_flow_stretches():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    u = torch.rand(2, 17)
+    gated = Generator(base_channels=8, max_channels=16, image_size=64, output="warp", stretch_gate=True)
+    free = Generator(base_channels=8, max_channels=16, image_size=64, output="warp")
+    free.load_state_dict(gated.state_dict())
+    for g in (gated, free):
+        nn.init.zeros_(g.to_flow.weight), nn.init.zeros_(g.to_flow.bias)  # no motion at all
+    with torch.no_grad():
+        assert torch.equal(gated(x, u), x)  # nothing stretched: the random colour head paints nothing
+        assert not torch.allclose(free(x, u), x, atol=1e-2)
+        nn.init.normal_(gated.to_flow.weight, std=0.5)
+        _, parts = gated(x, u, return_parts=True)
+    assert parts["mask"].amax() > 0.05 and parts["mask"].amin() == 0  # colour where stretched, none elsewhere

@@ -37,6 +37,8 @@ LEAKY_SLOPE = 0.2  # not given in the paper; the usual GAN choice
 FLOW_RESOLUTION = 32  # the warp head predicts its flow on the decoder's 32 px map (at 128 px): smooth by construction
 MAX_FLOW = 0.2  # largest displacement, in [-1, 1] image coordinates (0.2 = 13 px at 128 px)
 MASK_BIAS = -4.0  # initial mask logit: sigmoid(-4) = 0.02, so an untrained mask/warp head copies its input
+STRETCH_GAIN = 4.0  # stretch_gate: colour is fully allowed where the flow stretches the input by 25% of its area
+STRETCH_REACH = 5  # px at 128 px: the allowed region is widened so colour can cover the stretched region's rim
 GATE_GAIN = 4.0  # zero_gate: flow and mask scale by tanh(4 |u|): 0.38 at |u| = 0.1, 0.96 at 0.5
 
 
@@ -153,6 +155,31 @@ def warp(x: Tensor, flow: Tensor) -> Tensor:
     return nn.functional.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def flow_stretch(flow: Tensor, image_size: int) -> Tensor:
+    """B x 1 x s x s: how much a backward flow (B x 2 x s x s, `warp`'s units) magnifies the input,
+    as 1 - det(Jacobian of q -> q + flow(q)), floored at 0: 0 where pixels only move (or are
+    squeezed), 0.5 where an output area is made from half as much input. An opening mouth or a
+    lid drawn over an eye is stretched; a brow that only moves is not."""
+    pixels = flow * (image_size / 2)
+    spacing = image_size / flow.shape[-1]
+    (dx_dx, dx_dy), (dy_dx, dy_dy) = (
+        (
+            torch.gradient(pixels[:, c], spacing=spacing, dim=-1)[0],
+            torch.gradient(pixels[:, c], spacing=spacing, dim=-2)[0],
+        )
+        for c in (0, 1)
+    )
+    return (1 - ((1 + dx_dx) * (1 + dy_dy) - dx_dy * dy_dx)).clamp_min(0).unsqueeze(1)
+
+
+def stretch_allowance(flow: Tensor, image_size: int) -> Tensor:
+    """B x 1 x S x S in [0, 1]: where stretch_gate lets the colour mask act (STRETCH_GAIN, STRETCH_REACH)."""
+    allowed = (STRETCH_GAIN * flow_stretch(flow, image_size)).clamp(max=1)
+    allowed = nn.functional.interpolate(allowed, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    reach = STRETCH_REACH * image_size // 128 | 1  # odd
+    return nn.functional.max_pool2d(allowed, reach, 1, reach // 2)
+
+
 class Generator(nn.Module):
     """G(x, u_rel) -> x': edits image x (B x 3 x S x S in [-1, 1]) by relative AUs u_rel (B x A).
 
@@ -188,6 +215,10 @@ class Generator(nn.Module):
             and blends the moves into a flow) plus what the decoder predicts on top: edits are
             expressions from the first step, and the GAN learns what motion alone misses.
             The regressor is frozen; train_accelerate.py --motion_prior loads its weights.
+        stretch_gate: warp output only: the colour mask is allowed only where the flow stretches
+            the input (a mouth opening, a lid closing over an eye; `flow_stretch`), so nothing can
+            be painted where pixels only move or stand still. An AU reader used as a loss is
+            otherwise fooled by dark blobs painted under the nose (docs/recipe-trials.md).
     """
 
     def __init__(
@@ -205,12 +236,15 @@ class Generator(nn.Module):
         zero_gate: bool = False,
         flow_resolution: int = FLOW_RESOLUTION,
         motion_prior: bool = False,
+        stretch_gate: bool = False,
     ) -> None:
         super().__init__()
         if output not in ("image", "mask", "warp"):
             raise ValueError(f"output must be 'image', 'mask' or 'warp', got {output!r}")
         if motion_prior and output != "warp":
             raise ValueError("motion_prior needs output 'warp' (the prior is a flow)")
+        if stretch_gate and output != "warp":
+            raise ValueError("stretch_gate needs output 'warp' (it reads the flow)")
         if zero_gate and output == "image":
             raise ValueError("zero_gate needs output 'mask' or 'warp' (an image output has nothing to gate)")
         if upsample not in ("transposed", "resize"):
@@ -233,6 +267,7 @@ class Generator(nn.Module):
         self.skip_kind = skip_kind
         self.output = output
         self.zero_gate = zero_gate
+        self.stretch_gate = stretch_gate
         self.skip_depths = SKIP_DEPTHS[skip_levels]
         self.flow_depth = flow_sizes[flow_resolution]
 
@@ -319,6 +354,8 @@ class Generator(nn.Module):
         if self.output == "image":
             return (colour, parts) if return_parts else colour
         mask = torch.sigmoid(self.to_mask(h))
+        if self.stretch_gate:  # from the flow as it is, not a way for G to unlock painting: no gradient
+            mask = mask * stretch_allowance(parts["flow"].detach().float(), self.image_size).to(mask.dtype)
         parts["mask"] = mask = mask if gate is None else mask * gate.to(mask.dtype)
         base = warp(x, parts["flow"]) if self.output == "warp" else x
         edited = base + mask * (colour - base)

@@ -76,6 +76,7 @@ class WEMGAN(
         flow_resolution: side of the map a warp generator predicts its flow on (32 at 128 px).
         motion_prior: a warp generator's flow starts from the landmark motion of real faces (see
             wemgan.generator.Generator); the model then holds a LandmarkRegressor too.
+        stretch_gate: a warp generator adds colour only where its flow stretches the input.
         provenance: how the weights were made, written by the exporter (data, steps,
             command); empty for a model that was never trained.
         face_template: where the 5 face landmarks sit in a training crop (fractions of the
@@ -106,6 +107,7 @@ class WEMGAN(
         zero_gate: bool = False,
         flow_resolution: int = FLOW_RESOLUTION,
         motion_prior: bool = False,
+        stretch_gate: bool = False,
         provenance: dict[str, Any] | None = None,
         face_template: Sequence[Sequence[float]] = facelib.DEFAULT_TEMPLATE,
     ) -> None:
@@ -115,7 +117,7 @@ class WEMGAN(
         self.face_template = facelib.check_template(face_template)
         self.generator = Generator(
             NUM_AUS, base_channels, max_channels, skip_levels, skip_kind, au_fusion, norm, image_size,
-            generator_output, upsample, zero_gate, flow_resolution, motion_prior,
+            generator_output, upsample, zero_gate, flow_resolution, motion_prior, stretch_gate,
         )  # fmt: skip
         self.au_estimator = AUEstimator(
             NUM_AUS, estimator_channels, estimator_max_channels, estimator_calibration_knots
