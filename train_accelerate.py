@@ -436,7 +436,8 @@ def main(args: argparse.Namespace) -> None:
             if args.expression_loss == "estimator" and generator_turn:
                 expression = robust_expression(accelerator, frozen_estimator, x, donors, rng)
             if args.lambda_landmark_motion and (generator_turn or warmup):
-                motion = landmark_motion(x, u_rel)
+                basis = getattr(accelerator.unwrap_model(nets["generator"]), "motion_basis", None)
+                motion = landmark_motion(x, u_rel, basis)
 
             if warmup:  # G learns to copy its input first: every step, no critics
                 terms = warmup_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, motion)
@@ -581,12 +582,13 @@ def robust_expression(accelerator, estimator: AUEstimator, x, donors, rng):
     return loss
 
 
-def landmark_motion(x: torch.Tensor, u_rel: torch.Tensor):
+def landmark_motion(x: torch.Tensor, u_rel: torch.Tensor, basis: torch.Tensor | None = None):
     """--lambda_landmark_motion: flow -> landmark_motion_loss for G's batch of [x, x] edited by [u_rel, 0]:
     the flow should move x's landmarks as real faces' move for u_rel (wemgan.landmark_motion) and
-    nothing for 0, so G(x, 0) keeps the face where it is (edit's paste-back subtracts it)."""
+    nothing for 0, so G(x, 0) keeps the face where it is (edit's paste-back subtracts it). basis: a
+    motion-prior generator's own (saved with it), so that its prior and this target agree."""
     landmarks = crop_landmarks(x)
-    moves = landmark_displacements(landmarks, u_rel)
+    moves = landmark_displacements(landmarks, u_rel, basis)
     landmarks, moves = torch.cat([landmarks, landmarks]), torch.cat([moves, torch.zeros_like(moves)])
     size = x.shape[-1]
     return lambda flow: landmark_motion_loss(flow, motion_flow(landmarks, moves, size, flow.shape[-1]), size)

@@ -116,6 +116,10 @@ def test_packaged_basis_moves_what_each_au_moves():
     assert basis[:, list(REGIONS["nose"])].abs().max() == 0  # no AU moves the nose
     record = json.loads(MOTION_FILE.read_text())
     assert record["au_names"] == list(AU_NAMES) and not record["data"].startswith("/")  # no machine paths
+    # the gain undoes the regression's dilution: the median AU's warp then moves as real faces differ
+    fractions = np.array(list(record["warp_fraction_of_natural_effect_at_gain_1"].values()))
+    assert 1 < record["gain"] < 2.5 and record["gain"] * np.median(fractions) == pytest.approx(1, abs=1e-3)
+    assert torch.allclose(basis, torch.tensor(record["basis"]) * record["gain"])
 
 
 def test_landmark_motion_term_is_weighted_and_off_by_default():

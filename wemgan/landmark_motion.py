@@ -53,6 +53,7 @@ MOVED_BY: dict[str, tuple[str, ...]] = {
     "mouth": ("AU10", "AU12", "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26"),
 }
 RIDGE = 10.0  # on the AU coefficients only: rare AUs (AU45 has 7 faces at >= 0.6) shrink toward no motion
+GAIN_FACES = 48  # train faces per AU on which the gain is measured
 FLOW_SIGMA = 8.0  # px at 128 px: how far a landmark's move reaches (a lip corner drags the cheek beside it)
 FLOW_RIDGE = 0.01  # regularisation of the interpolation: how closely the flow meets landmarks a few px apart
 
@@ -92,8 +93,36 @@ def fit_motion(landmarks: np.ndarray, aus: np.ndarray, ridge: float = RIDGE) -> 
 
 @functools.cache
 def motion_basis() -> Tensor:
-    """The packaged fit (landmark_motion.json) as a 17 x 68 x 2 float tensor."""
-    return torch.tensor(json.loads(MOTION_FILE.read_text(encoding="utf-8"))["basis"], dtype=torch.float32)
+    """The packaged fit (landmark_motion.json) times its gain, as a 17 x 68 x 2 float tensor."""
+    fitted = json.loads(MOTION_FILE.read_text(encoding="utf-8"))
+    return torch.tensor(fitted["basis"], dtype=torch.float32) * fitted.get("gain", 1.0)
+
+
+def warp_effects(images: np.ndarray, aus: np.ndarray, basis: Tensor, faces: int = GAIN_FACES, seed: int = 0) -> dict:
+    """Per AU with a geometry measure (metrics.natural_effects): the change of that measure when
+    `faces` train crops without the AU (label <= 0.1) are warped by the basis for u = the mean label
+    of faces showing it minus that of faces without, as a fraction of the natural effect (1 = the
+    warp moves a face as far as real faces with and without the AU differ, as dlib reads them)."""
+    from .generator import warp
+    from .metrics.geometry import geometry_changes, natural_effects
+
+    rng = np.random.default_rng(seed)
+    fractions = {}
+    for name, effect in natural_effects().items():
+        column = AU_NAMES.index(name)
+        shown, absent = aus[:, column] >= 0.6, aus[:, column] <= 0.1
+        chosen = np.sort(rng.choice(np.flatnonzero(absent), min(faces, int(absent.sum())), replace=False))
+        sources = np.ascontiguousarray(images[chosen])
+        x = torch.from_numpy(sources).permute(0, 3, 1, 2).float() / 127.5 - 1
+        landmarks = crop_landmarks(x)
+        u_rel = torch.zeros(len(chosen), NUM_AUS)
+        u_rel[:, column] = float(aus[shown, column].mean() - aus[absent, column].mean())
+        moves = landmark_displacements(landmarks, u_rel, basis)
+        size = x.shape[-1]
+        edits = ((warp(x, motion_flow(landmarks, moves, size, size)) + 1) * 127.5).round().clamp(0, 255)
+        changes = geometry_changes(sources, edits.byte().permute(0, 2, 3, 1).numpy())
+        fractions[name] = float(changes[effect["measure"]].mean() / effect["effect"])
+    return fractions
 
 
 def template_box(height: int, width: int):
@@ -165,12 +194,18 @@ def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dic
     images, aus = load_train_faces(data, cache_folder)
     height, width = images.shape[1:3]
     basis = fit_motion(landmark_labels(images), aus, ridge)
+    # A regression on noisy labels (OpenFace's) is diluted toward no motion, and the warp realises
+    # less than the landmark moves it is given: the gain sets the median AU's warp to its natural effect.
+    fractions = warp_effects(images, aus, torch.from_numpy(basis).float())
+    gain = 1 / float(np.median(list(fractions.values())))
     return {
         "about": (
             "Displacement of dlib's 68 landmarks per AU at label 1, in an eye-aligned frame (origin between the "
             "eye centres, x along the eye line, units of the inter-ocular distance): per-region ridge regression "
             "on faces-au train crops of the AUs FACS lets move the region, head pose (nose-tip position and its "
-            "squares) as nuisance covariates. Written by python -m wemgan.landmark_motion fit."
+            "squares) as nuisance covariates. motion_basis() multiplies it by gain: 1 / the median over AUs of how "
+            "far the landmark warp moves train faces (dlib-read geometry, u = mean label with the AU minus without) "
+            "as a fraction of the natural effect. Written by python -m wemgan.landmark_motion fit."
         ),
         "data": data if not Path(data).is_absolute() else Path(data).name,
         "split": "train",
@@ -179,6 +214,8 @@ def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dic
         "ridge": ridge,
         "moved_by": {region: list(names) for region, names in MOVED_BY.items()},
         "au_names": list(AU_NAMES),
+        "gain": round(gain, 4),
+        "warp_fraction_of_natural_effect_at_gain_1": {name: round(value, 3) for name, value in fractions.items()},
         "basis": np.round(basis, 5).tolist(),
     }
 
