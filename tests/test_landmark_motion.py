@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from wemgan.aus import AU_NAMES
-from wemgan.generator import warp
+from wemgan.generator import flow_stretch, warp
 from wemgan.landmark_motion import (
     FLOW_RIDGE,
     MOTION_FILE,
@@ -20,6 +20,7 @@ from wemgan.landmark_motion import (
     landmark_displacements,
     motion_basis,
     motion_flow,
+    unfolding_scale,
 )
 from wemgan.losses import LossWeights, edit_regularisation, landmark_motion_loss
 
@@ -56,6 +57,24 @@ def test_motion_flow_meets_opposite_moves_of_close_landmarks():
     assert -1.6 < at_upper < -1.0 and 1.0 < at_lower < 1.6  # the row above the gap shows the upper lid, etc.
     assert flow.norm(dim=1).max() <= 1.5 + 1e-4  # nothing moves further than the lids
     assert flow[..., 100:, :].abs().max() < 0.01  # far away nothing moves (< 0.01 px)
+
+
+def test_a_flow_that_would_fold_is_weakened_until_it_does_not():
+    size, r = 128, 32
+    coords = (torch.arange(r) + 0.5) * (size / r) - 0.5
+    flow = torch.zeros(2, 2, r, r)
+    flow[0, 0] = -2 * (coords - 64).view(1, -1) / 64  # x reads 64 - (x - 64): mirrored, a fold everywhere
+    flow[1, 0] = 0.5 * (coords - 64).view(1, -1) / 64  # squeezed 1.5x: no fold
+    scale = unfolding_scale(flow, size)
+    assert scale[0] == pytest.approx(0.45) and scale[1] == 1  # 1 - 2 s >= 0.05 first fails at s = 0.5
+    mouth = torch.zeros(1, 68, 2)  # a closed mouth asked to close further: lips cross
+    mouth[0, :, 0], mouth[0, :, 1] = torch.linspace(20, 108, 68), 64.0
+    mouth[0, 62, 1], mouth[0, 66, 1] = 60.0, 64.0
+    moves = torch.zeros(1, 68, 2)
+    moves[0, 62, 1], moves[0, 66, 1] = 8.0, -8.0  # each passes the other by 12 px
+    crossed = motion_flow(mouth, moves, size, r) * (size / 2)
+    determinant = 1 - flow_stretch(crossed / (size / 2), size, floor=False)
+    assert determinant.min() >= 0.05 - 1e-6  # weakened: nothing shown twice
 
 
 def test_landmark_motion_loss_is_the_mean_pixel_distance_and_reaches_the_flow():

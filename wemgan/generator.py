@@ -155,11 +155,12 @@ def warp(x: Tensor, flow: Tensor) -> Tensor:
     return nn.functional.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def flow_stretch(flow: Tensor, image_size: int) -> Tensor:
+def flow_stretch(flow: Tensor, image_size: int, floor: bool = True) -> Tensor:
     """B x 1 x s x s: how much a backward flow (B x 2 x s x s, `warp`'s units) magnifies the input,
     as 1 - det(Jacobian of q -> q + flow(q)), floored at 0: 0 where pixels only move (or are
     squeezed), 0.5 where an output area is made from half as much input. An opening mouth or a
-    lid drawn over an eye is stretched; a brow that only moves is not."""
+    lid drawn over an eye is stretched; a brow that only moves is not. floor=False keeps the
+    negative values of squeezed regions (1 - determinant everywhere)."""
     pixels = flow * (image_size / 2)
     spacing = image_size / flow.shape[-1]
     (dx_dx, dx_dy), (dy_dx, dy_dy) = (
@@ -169,7 +170,8 @@ def flow_stretch(flow: Tensor, image_size: int) -> Tensor:
         )
         for c in (0, 1)
     )
-    return (1 - ((1 + dx_dx) * (1 + dy_dy) - dx_dy * dy_dx)).clamp_min(0).unsqueeze(1)
+    stretch = (1 - ((1 + dx_dx) * (1 + dy_dy) - dx_dy * dy_dx)).unsqueeze(1)
+    return stretch.clamp_min(0) if floor else stretch
 
 
 def stretch_allowance(flow: Tensor, image_size: int) -> Tensor:

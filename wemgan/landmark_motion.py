@@ -55,6 +55,7 @@ MOVED_BY: dict[str, tuple[str, ...]] = {
 RIDGE = 10.0  # on the AU coefficients only: rare AUs (AU45 has 7 faces at >= 0.6) shrink toward no motion
 GAIN_FACES = 48  # train faces per AU on which the gain is measured
 FLOW_SIGMA = 8.0  # px at 128 px: how far a landmark's move reaches (a lip corner drags the cheek beside it)
+FOLD_MARGIN = 0.05  # smallest Jacobian determinant of the warp allowed: 0 is a fold (content shown twice)
 FLOW_RIDGE = 0.01  # regularisation of the interpolation: how closely the flow meets landmarks a few px apart
 
 
@@ -184,7 +185,24 @@ def motion_flow(landmarks: Tensor, moves: Tensor, image_size: int, resolution: i
     # beyond them; nothing should move further than the face's largest landmark move.
     longest = moves.float().norm(dim=-1).amax(-1).view(-1, 1, 1)
     flow = flow * (longest / flow.norm(dim=-1, keepdim=True).clamp_min(1e-6)).clamp(max=1)
-    return (flow / (image_size / 2)).view(-1, resolution, resolution, 2).permute(0, 3, 1, 2)
+    flow = (flow / (image_size / 2)).view(-1, resolution, resolution, 2).permute(0, 3, 1, 2)
+    return flow * unfolding_scale(flow, image_size).view(-1, 1, 1, 1)
+
+
+def unfolding_scale(flow: Tensor, image_size: int, steps: int = 20) -> Tensor:
+    """B: the largest factor in [0, 1] (in 1 / steps) by which each flow (B x 2 x r x r, warp's units)
+    can be scaled and fold nowhere (Jacobian determinant >= FOLD_MARGIN). Moves that the linear basis
+    makes cross, such as lips asked to close by more than their gap when a laughing face is made
+    sad, would otherwise show the mouth twice; such an edit is weakened as a whole instead."""
+    from .generator import flow_stretch
+
+    factors = torch.linspace(0, 1, steps + 1, device=flow.device)
+    scaled = (flow.unsqueeze(1) * factors.view(1, -1, 1, 1, 1)).flatten(0, 1)  # (B * factors) x 2 x r x r
+    determinant = 1 - flow_stretch(scaled, image_size, floor=False)
+    unfolded = (determinant.flatten(1).amin(1) >= FOLD_MARGIN).view(len(flow), -1)
+    # the largest factor below the first that folds (a determinant is quadratic in the factor)
+    first_fold = torch.where(unfolded, steps + 1, torch.arange(steps + 1, device=flow.device)).amin(1)
+    return factors[(first_fold - 1).clamp(min=0)]
 
 
 def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dict:
