@@ -37,7 +37,8 @@ LEAKY_SLOPE = 0.2  # not given in the paper; the usual GAN choice
 FLOW_RESOLUTION = 32  # the warp head predicts its flow on the decoder's 32 px map (at 128 px): smooth by construction
 MAX_FLOW = 0.2  # largest displacement, in [-1, 1] image coordinates (0.2 = 13 px at 128 px)
 MASK_BIAS = -4.0  # initial mask logit: sigmoid(-4) = 0.02, so an untrained mask/warp head copies its input
-STRETCH_GAIN = 4.0  # stretch_gate: colour is fully allowed where the flow stretches the input by 25% of its area
+STRETCH_FLOOR = 0.1  # stretch_gate: stretching an area by less than 10% is ordinary motion, no colour
+STRETCH_GAIN = 4.0  # stretch_gate: colour is fully allowed where the flow stretches the input by 35% of its area
 STRETCH_REACH = 5  # px at 128 px: the allowed region is widened so colour can cover the stretched region's rim
 GATE_GAIN = 4.0  # zero_gate: flow and mask scale by tanh(4 |u|): 0.38 at |u| = 0.1, 0.96 at 0.5
 
@@ -175,8 +176,8 @@ def flow_stretch(flow: Tensor, image_size: int, floor: bool = True) -> Tensor:
 
 
 def stretch_allowance(flow: Tensor, image_size: int) -> Tensor:
-    """B x 1 x S x S in [0, 1]: where stretch_gate lets the colour mask act (STRETCH_GAIN, STRETCH_REACH)."""
-    allowed = (STRETCH_GAIN * flow_stretch(flow, image_size)).clamp(max=1)
+    """B x 1 x S x S in [0, 1]: where stretch_gate lets the colour mask act (STRETCH_FLOOR, _GAIN, _REACH)."""
+    allowed = (STRETCH_GAIN * (flow_stretch(flow, image_size) - STRETCH_FLOOR)).clamp(0, 1)
     allowed = nn.functional.interpolate(allowed, size=(image_size, image_size), mode="bilinear", align_corners=False)
     reach = STRETCH_REACH * image_size // 128 | 1  # odd
     return nn.functional.max_pool2d(allowed, reach, 1, reach // 2)
@@ -219,8 +220,10 @@ class Generator(nn.Module):
             The regressor is frozen; train_accelerate.py --motion_prior loads its weights.
         stretch_gate: warp output only: the colour mask is allowed only where the flow stretches
             the input (a mouth opening, a lid closing over an eye; `flow_stretch`), so nothing can
-            be painted where pixels only move or stand still. An AU reader used as a loss is
-            otherwise fooled by dark blobs painted under the nose (docs/recipe-trials.md).
+            be painted where pixels only move or stand still. With motion_prior it is the prior's
+            flow that decides: the decoder's own flow is noisy, and its small local stretches let
+            colour through. An AU reader used as a loss is otherwise fooled by dark blobs painted
+            under the nose and white spots on an iris (docs/recipe-trials.md).
     """
 
     def __init__(
@@ -348,7 +351,8 @@ class Generator(nn.Module):
             if depth == self.flow_depth and self.output == "warp":
                 flow = MAX_FLOW * torch.tanh(self.to_flow(h))
                 if self.motion_prior:
-                    flow = flow + self.prior_flow(x, aus, flow.shape[-1]).to(flow.dtype)
+                    prior = self.prior_flow(x, aus, flow.shape[-1])
+                    flow = flow + prior.to(flow.dtype)
                 parts["flow"] = flow if gate is None else flow * gate.to(flow.dtype)
         if 0 in skips:
             h = torch.cat([h, skips[0]], 1)
@@ -356,8 +360,9 @@ class Generator(nn.Module):
         if self.output == "image":
             return (colour, parts) if return_parts else colour
         mask = torch.sigmoid(self.to_mask(h))
-        if self.stretch_gate:  # from the flow as it is, not a way for G to unlock painting: no gradient
-            mask = mask * stretch_allowance(parts["flow"].detach().float(), self.image_size).to(mask.dtype)
+        if self.stretch_gate:  # not a way for G to unlock painting: the prior's stretch if any, no gradient
+            allowed_by = prior if self.motion_prior else parts["flow"].detach().float()
+            mask = mask * stretch_allowance(allowed_by, self.image_size).to(mask.dtype)
         parts["mask"] = mask = mask if gate is None else mask * gate.to(mask.dtype)
         base = warp(x, parts["flow"]) if self.output == "warp" else x
         edited = base + mask * (colour - base)
