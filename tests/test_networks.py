@@ -249,3 +249,16 @@ def test_stretch_gate_lets_colour_only_where_the_flow_stretches():
         nn.init.normal_(gated.to_flow.weight, std=0.5)
         _, parts = gated(x, u, return_parts=True)
     assert parts["mask"].amax() > 0.05 and parts["mask"].amin() == 0  # colour where stretched, none elsewhere
+
+
+def test_with_a_motion_prior_only_the_priors_stretch_lets_colour_through():
+    """The decoder's own flow may stretch the face here and there; with a motion prior the colour
+    mask still stays shut where the prior moves nothing (no AU change: the prior's flow is zero)."""
+    torch.manual_seed(0)
+    g = Generator(base_channels=8, max_channels=16, output="warp", motion_prior=True, stretch_gate=True)
+    nn.init.normal_(g.to_flow.weight, std=0.5)  # a wild learned flow, stretching in places
+    x = torch.rand(2, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        _, parts = g(x, torch.zeros(2, 17), return_parts=True)
+    assert parts["mask"].abs().max() == 0
+    assert (1 - flow_stretch(parts["flow"], 128, floor=False)).min() < 0.8  # the learned flow did stretch
