@@ -18,8 +18,10 @@ from wemgan.landmark_motion import (
     REGIONS,
     fit_motion,
     landmark_displacements,
+    local_unfolding,
     motion_basis,
     motion_flow,
+    uncrossed,
     unfolding_scale,
 )
 from wemgan.losses import LossWeights, edit_regularisation, landmark_motion_loss
@@ -75,6 +77,35 @@ def test_a_flow_that_would_fold_is_weakened_until_it_does_not():
     crossed = motion_flow(mouth, moves, size, r) * (size / 2)
     determinant = 1 - flow_stretch(crossed / (size / 2), size, floor=False)
     assert determinant.min() >= 0.05 - 1e-6  # weakened: nothing shown twice
+
+
+def test_facing_landmarks_stop_short_of_passing_each_other():
+    landmarks = torch.zeros(1, 68, 2)
+    landmarks[0, 37] = torch.tensor([50.0, 60.0])  # upper lid
+    landmarks[0, 41] = torch.tensor([50.0, 64.0])  # lower lid, a 4 px gap
+    moves = torch.zeros(1, 68, 2)
+    moves[0, 37] = torch.tensor([1.0, 6.0])  # a blink asked for 6 + 2 px of closing: 4 px too far
+    moves[0, 41] = torch.tensor([0.0, -2.0])
+    eye_line = torch.tensor([[30.0, 0.0]])  # upright face
+    kept = uncrossed(landmarks, moves, eye_line)
+    gap = (landmarks[0, 41, 1] + kept[0, 41, 1]) - (landmarks[0, 37, 1] + kept[0, 37, 1])
+    assert gap == pytest.approx(0.5)  # MIN_GAP: closed, not crossed
+    assert kept[0, 37, 0] == 1.0 and kept[0, 37, 1] / kept[0, 41, 1] == pytest.approx(-3)  # sideways kept, shares kept
+    opening = moves.clone()
+    opening[0, 37, 1], opening[0, 41, 1] = -2.0, 2.0
+    assert torch.equal(uncrossed(landmarks, opening, eye_line), opening)  # opening is never limited
+
+
+def test_local_unfolding_weakens_only_around_a_fold():
+    size, r = 128, 32
+    coords = (torch.arange(r) + 0.5) * (size / r) - 0.5  # pixel positions of the flow samples
+    flow = torch.zeros(1, 2, r, r)
+    flow[0, 0] = torch.exp(-((coords - 32) ** 2) / 50).view(1, -1) * -12 / 64  # a steep bump: folds near x = 32
+    assert (1 - flow_stretch(flow, size, floor=False)).min() < 0
+    factors = local_unfolding(flow, size)
+    assert factors[0, 0, :, 5:8].max() < 0.9  # weakened at the fold
+    assert torch.all(factors[0, 0, :, 20:] == 1)  # untouched from x = 80 px on
+    assert (1 - flow_stretch(flow * factors, size, floor=False)).min() > 0  # no longer folded
 
 
 def test_landmark_motion_loss_is_the_mean_pixel_distance_and_reaches_the_flow():

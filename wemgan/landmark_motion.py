@@ -55,6 +55,13 @@ MOVED_BY: dict[str, tuple[str, ...]] = {
 RIDGE = 10.0  # on the AU coefficients only: rare AUs (AU45 has 7 faces at >= 0.6) shrink toward no motion
 GAIN_FACES = 48  # train faces per AU on which the gain is measured
 FLOW_SIGMA = 8.0  # px at 128 px: how far a landmark's move reaches (a lip corner drags the cheek beside it)
+# (upper, lower) landmarks that must not pass each other: eyelids, the lips' inner edges, and
+# each lip's outer edge against its inner edge
+FACING_PAIRS = torch.tensor(
+    [(37, 41), (38, 40), (43, 47), (44, 46), (61, 67), (62, 66), (63, 65), (50, 61), (51, 62), (52, 63),
+     (65, 56), (66, 57), (67, 58)]
+)  # fmt: skip
+MIN_GAP = 0.5  # px at 128 px: how close a facing pair may come (a closed eye, closed lips)
 FOLD_MARGIN = 0.05  # smallest Jacobian determinant of the warp allowed: 0 is a fold (content shown twice)
 FLOW_RIDGE = 0.01  # regularisation of the interpolation: how closely the flow meets landmarks a few px apart
 
@@ -155,7 +162,28 @@ def landmark_displacements(landmarks: Tensor, u_rel: Tensor, basis: Tensor | Non
     right_eye, left_eye = landmarks[:, 36:42].mean(1), landmarks[:, 42:48].mean(1)
     line = left_eye - right_eye  # IOD-long, along the eye line: rotation and scale in one
     cos, sin = line[:, :1], line[:, 1:]
-    return torch.stack([cos * moves[..., 0] - sin * moves[..., 1], sin * moves[..., 0] + cos * moves[..., 1]], -1)
+    moves = torch.stack([cos * moves[..., 0] - sin * moves[..., 1], sin * moves[..., 0] + cos * moves[..., 1]], -1)
+    return uncrossed(landmarks, moves, line)
+
+
+def uncrossed(landmarks: Tensor, moves: Tensor, eye_line: Tensor) -> Tensor:
+    """The moves with each facing pair of FACING_PAIRS (upper, lower) kept from passing each
+    other: where the pair would close by more than its gap less MIN_GAP px (along the face's
+    vertical, perpendicular to the eye line), both closing moves are shortened alike. A linear
+    basis asks a half-closed eye to blink past itself, or a laughing mouth made sad to close by
+    more than it is open; crossed, the warp would fold and show the lid or the lip twice."""
+    down = torch.stack([-eye_line[:, 1], eye_line[:, 0]], -1)
+    down = (down / down.norm(dim=-1, keepdim=True).clamp_min(1e-6)).unsqueeze(1)  # B x 1 x 2
+    upper, lower = list(FACING_PAIRS[:, 0]), list(FACING_PAIRS[:, 1])
+    gap = ((landmarks[:, lower] - landmarks[:, upper]) * down).sum(-1)  # B x P, > 0 on a face
+    closing = ((moves[:, upper] - moves[:, lower]) * down).sum(-1)  # how much the gap would shrink
+    allowed = (gap - MIN_GAP).clamp_min(0)
+    factor = torch.where(closing > allowed, allowed / closing.clamp_min(1e-6), torch.ones_like(closing))
+    moves = moves.clone()
+    for column in (upper, lower):  # a landmark of two pairs is shortened by both: conservative
+        along = (moves[:, column] * down).sum(-1, keepdim=True) * down  # the vertical part of each move
+        moves[:, column] = moves[:, column] - along + along * factor.unsqueeze(-1)
+    return moves
 
 
 def motion_flow(landmarks: Tensor, moves: Tensor, image_size: int, resolution: int) -> Tensor:
@@ -186,7 +214,26 @@ def motion_flow(landmarks: Tensor, moves: Tensor, image_size: int, resolution: i
     longest = moves.float().norm(dim=-1).amax(-1).view(-1, 1, 1)
     flow = flow * (longest / flow.norm(dim=-1, keepdim=True).clamp_min(1e-6)).clamp(max=1)
     flow = (flow / (image_size / 2)).view(-1, resolution, resolution, 2).permute(0, 3, 1, 2)
-    return flow * unfolding_scale(flow, image_size).view(-1, 1, 1, 1)
+    flow = flow * local_unfolding(flow, image_size)
+    return flow * unfolding_scale(flow, image_size).view(-1, 1, 1, 1)  # what the local pass left folded
+
+
+def local_unfolding(flow: Tensor, image_size: int, steps: int = 20) -> Tensor:
+    """B x 1 x r x r factors in [0, 1] that weaken a flow only around where it would fold: per
+    point the largest factor (in 1 / steps) that keeps its Jacobian determinant >= FOLD_MARGIN,
+    spread to its neighbours (a 5-point minimum, then a 5-point mean) so the weakening is smooth.
+    The interpolation folds where close landmarks move apart fast (lips parting); weakening the
+    whole edit there would also stop the brows and lids."""
+    from .generator import flow_stretch
+
+    factors = torch.linspace(0, 1, steps + 1, device=flow.device)
+    scaled = (flow.unsqueeze(1) * factors.view(1, -1, 1, 1, 1)).flatten(0, 1)
+    determinant = (1 - flow_stretch(scaled, image_size, floor=False)).view(len(flow), steps + 1, *flow.shape[-2:])
+    index = torch.arange(steps + 1, device=flow.device).view(1, -1, 1, 1)
+    first_fold = torch.where(determinant >= FOLD_MARGIN, steps + 1, index).amin(1, keepdim=True)
+    allowed = factors[(first_fold - 1).clamp(min=0)]  # B x 1 x r x r
+    allowed = -nn.functional.max_pool2d(-allowed, 5, 1, 2)
+    return nn.functional.avg_pool2d(allowed, 5, 1, 2, count_include_pad=False)
 
 
 def unfolding_scale(flow: Tensor, image_size: int, steps: int = 20) -> Tensor:
