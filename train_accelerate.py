@@ -410,6 +410,7 @@ def main(args: argparse.Namespace) -> None:
     counts: dict[str, int] = {}  # G terms arrive every n_critic steps only
     tick, ticked_samples = time.perf_counter(), 0
     generator = nets["generator"]
+    prior_basis = getattr(accelerator.unwrap_model(generator), "motion_basis", None)  # loaded state: its own
     cpu_at_start = time.process_time()  # --max_cpu_minutes counts this session's CPU time
 
     def out_of_cpu_time() -> bool:
@@ -436,8 +437,7 @@ def main(args: argparse.Namespace) -> None:
             if args.expression_loss == "estimator" and generator_turn:
                 expression = robust_expression(accelerator, frozen_estimator, x, donors, rng)
             if args.lambda_landmark_motion and (generator_turn or warmup):
-                basis = getattr(accelerator.unwrap_model(nets["generator"]), "motion_basis", None)
-                motion = landmark_motion(x, u_rel, basis)
+                motion = landmark_motion(x, u_rel, prior_basis)
 
             if warmup:  # G learns to copy its input first: every step, no critics
                 terms = warmup_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, motion)

@@ -113,6 +113,7 @@ def warp_effects(images: np.ndarray, aus: np.ndarray, basis: Tensor, faces: int 
     warp moves a face as far as real faces with and without the AU differ, as dlib reads them)."""
     from .generator import warp
     from .metrics.geometry import geometry_changes, natural_effects
+    from .metrics.reconstruction import to_uint8
 
     rng = np.random.default_rng(seed)
     fractions = {}
@@ -127,8 +128,7 @@ def warp_effects(images: np.ndarray, aus: np.ndarray, basis: Tensor, faces: int 
         u_rel[:, column] = float(aus[shown, column].mean() - aus[absent, column].mean())
         moves = landmark_displacements(landmarks, u_rel, basis)
         size = x.shape[-1]
-        edits = ((warp(x, motion_flow(landmarks, moves, size, size)) + 1) * 127.5).round().clamp(0, 255)
-        changes = geometry_changes(sources, edits.byte().permute(0, 2, 3, 1).numpy())
+        changes = geometry_changes(sources, to_uint8(warp(x, motion_flow(landmarks, moves, size, size))))
         fractions[name] = float(changes[effect["measure"]].mean() / effect["effect"])
     return fractions
 
@@ -218,38 +218,35 @@ def motion_flow(landmarks: Tensor, moves: Tensor, image_size: int, resolution: i
     return flow * unfolding_scale(flow, image_size).view(-1, 1, 1, 1)  # what the local pass left folded
 
 
-def local_unfolding(flow: Tensor, image_size: int, steps: int = 20) -> Tensor:
-    """B x 1 x r x r factors in [0, 1] that weaken a flow only around where it would fold: per
-    point the largest factor (in 1 / steps) that keeps its Jacobian determinant >= FOLD_MARGIN,
-    spread to its neighbours (a 5-point minimum, then a 5-point mean) so the weakening is smooth.
-    The interpolation folds where close landmarks move apart fast (lips parting); weakening the
-    whole edit there would also stop the brows and lids."""
-    from .generator import flow_stretch
-
-    factors = torch.linspace(0, 1, steps + 1, device=flow.device)
-    scaled = (flow.unsqueeze(1) * factors.view(1, -1, 1, 1, 1)).flatten(0, 1)
-    determinant = (1 - flow_stretch(scaled, image_size, floor=False)).view(len(flow), steps + 1, *flow.shape[-2:])
-    index = torch.arange(steps + 1, device=flow.device).view(1, -1, 1, 1)
-    first_fold = torch.where(determinant >= FOLD_MARGIN, steps + 1, index).amin(1, keepdim=True)
-    allowed = factors[(first_fold - 1).clamp(min=0)]  # B x 1 x r x r
-    allowed = -nn.functional.max_pool2d(-allowed, 5, 1, 2)
-    return nn.functional.avg_pool2d(allowed, 5, 1, 2, count_include_pad=False)
-
-
-def unfolding_scale(flow: Tensor, image_size: int, steps: int = 20) -> Tensor:
-    """B: the largest factor in [0, 1] (in 1 / steps) by which each flow (B x 2 x r x r, warp's units)
-    can be scaled and fold nowhere (Jacobian determinant >= FOLD_MARGIN). Moves that the linear basis
-    makes cross, such as lips asked to close by more than their gap when a laughing face is made
-    sad, would otherwise show the mouth twice; such an edit is weakened as a whole instead."""
+def fold_free_factors(flow: Tensor, image_size: int, steps: int = 20) -> Tensor:
+    """B x 1 x r x r: per point, the largest factor in [0, 1] (in 1 / steps) by which the flow
+    (B x 2 x r x r, warp's units) can be scaled while its Jacobian determinant there stays
+    >= FOLD_MARGIN for every smaller factor too (a determinant is quadratic in the factor)."""
     from .generator import flow_stretch
 
     factors = torch.linspace(0, 1, steps + 1, device=flow.device)
     scaled = (flow.unsqueeze(1) * factors.view(1, -1, 1, 1, 1)).flatten(0, 1)  # (B * factors) x 2 x r x r
-    determinant = 1 - flow_stretch(scaled, image_size, floor=False)
-    unfolded = (determinant.flatten(1).amin(1) >= FOLD_MARGIN).view(len(flow), -1)
-    # the largest factor below the first that folds (a determinant is quadratic in the factor)
-    first_fold = torch.where(unfolded, steps + 1, torch.arange(steps + 1, device=flow.device)).amin(1)
+    determinant = (1 - flow_stretch(scaled, image_size, floor=False)).view(len(flow), steps + 1, *flow.shape[-2:])
+    index = torch.arange(steps + 1, device=flow.device).view(1, -1, 1, 1)
+    first_fold = torch.where(determinant >= FOLD_MARGIN, steps + 1, index).amin(1, keepdim=True)
     return factors[(first_fold - 1).clamp(min=0)]
+
+
+def local_unfolding(flow: Tensor, image_size: int) -> Tensor:
+    """B x 1 x r x r factors in [0, 1] that weaken a flow only around where it would fold: each
+    point's fold-free factor, spread to its neighbours (a 5-point minimum, then a 5-point mean)
+    so the weakening is smooth. The interpolation folds where close landmarks move apart fast
+    (lips parting); weakening the whole edit there would also stop the brows and lids."""
+    allowed = -nn.functional.max_pool2d(-fold_free_factors(flow, image_size), 5, 1, 2)
+    return nn.functional.avg_pool2d(allowed, 5, 1, 2, count_include_pad=False)
+
+
+def unfolding_scale(flow: Tensor, image_size: int) -> Tensor:
+    """B: the largest factor in [0, 1] by which each flow (B x 2 x r x r, warp's units) can be
+    scaled and fold nowhere (Jacobian determinant >= FOLD_MARGIN). Moves that the linear basis
+    makes cross, such as lips asked to close by more than their gap when a laughing face is made
+    sad, would otherwise show the mouth twice; such an edit is weakened as a whole instead."""
+    return fold_free_factors(flow, image_size).flatten(1).amin(1)
 
 
 def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dict:
