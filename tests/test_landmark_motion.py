@@ -21,6 +21,7 @@ from wemgan.landmark_motion import (
     local_unfolding,
     motion_basis,
     motion_flow,
+    mouth_region,
     uncrossed,
     unfolding_scale,
 )
@@ -253,6 +254,52 @@ def test_motion_prior_generator_starts_as_the_landmark_warp_and_holds_still_for_
         Generator(17, 8, 16, 5, output="mask", motion_prior=True)
 
 
+def drawn_face_landmarks() -> torch.Tensor:
+    """68 points of a frontal face on a 128 crop, with open eyes and closed lips drawn as ellipses."""
+
+    def ellipse(cx: float, cy: float, rx: float, ry: float, n: int, start: float = math.pi) -> list[list[float]]:
+        angles = [start + 2 * math.pi * k / n for k in range(n)]  # clockwise on screen from the left
+        return [[cx + rx * math.cos(a), cy + ry * math.sin(a)] for a in angles]
+
+    jaw = [[24 + 5 * k, 60 + 40 * math.sin(math.pi * k / 16)] for k in range(17)]
+    brows = [[30 + 7 * k, 40] for k in range(5)] + [[70 + 7 * k, 40] for k in range(5)]
+    nose = [[64, 48 + 6 * k] for k in range(4)] + [[56 + 4 * k, 76] for k in range(5)]
+    eyes = ellipse(44, 52, 7, 3, 6) + ellipse(84, 52, 7, 3, 6)
+    lips = ellipse(64, 94, 16, 7, 12) + ellipse(64, 94, 10, 1, 8)
+    return torch.tensor([jaw + brows + nose + eyes + lips], dtype=torch.float32)
+
+
+def test_mouth_region_covers_the_lips_where_they_are_and_where_they_go_and_not_the_eyes():
+    landmarks = drawn_face_landmarks()
+    moves = torch.zeros_like(landmarks)
+    moves[0, 48:68, 1] = 6.0  # the mouth moves 6 px down
+    region = mouth_region(landmarks, moves, SIZE)[0, 0]
+    for x, y in landmarks[0, 48:68].round().long().tolist() + (landmarks + moves)[0, 48:68].round().long().tolist():
+        assert region[y, x] == 1
+    assert region[44:60, 30:100].amax() == 0 and region[:60].amax() == 0  # eyes, brows, forehead
+    assert 0 < region[94, 80 + 3] < 1 and region[94, 80 + 4] == 0  # faded out at its margin
+
+
+def test_with_a_motion_prior_the_stretch_gate_paints_only_around_the_mouth():
+    """Closing the eyes (AU45) stretches the lids as much as opening the jaw (AU26) stretches the
+    lips; colour is let in only at the mouth, where a warp cannot draw what shows."""
+    from wemgan.generator import Generator
+
+    torch.manual_seed(0)
+    generator = Generator(17, 8, 16, 5, output="warp", upsample="resize", motion_prior=True, stretch_gate=True)
+    torch.nn.init.zeros_(generator.to_mask.weight), torch.nn.init.constant_(generator.to_mask.bias, 4.0)  # paint
+    landmarks = drawn_face_landmarks()
+    fixed_landmarks(generator, landmarks)
+    u = torch.zeros(1, 17)
+    u[0, [AU_NAMES.index("AU45"), AU_NAMES.index("AU26")]] = 0.8
+    with torch.no_grad():
+        _, parts = generator(torch.rand(1, 3, SIZE, SIZE) * 2 - 1, u, return_parts=True)
+        moves = landmark_displacements(landmarks, u, generator.motion_basis)
+    region = mouth_region(landmarks, moves, SIZE)
+    assert parts["mask"][region == 0].amax() == 0 and parts["mask"].amax() > 0.5  # the opened mouth is painted
+    assert parts["mask"][0, 0, 40:60].amax() == 0  # the closing lids are not
+
+
 def test_motion_prior_model_round_trips_with_its_regressor_and_basis(tmp_path):
     from wemgan import WEMGAN
 
@@ -301,9 +348,13 @@ def test_train_with_a_motion_prior_exports_it(tmp_path):
     build_uint8_cache("synthfacs", tmp_path / "train", "train", n_identities=4, per_identity=4)
     train_regressor(str(tmp_path / "train"), tmp_path / "regressor", steps=2, batch_size=4, holdout=4)
     train(tmp_path / "run", "--dataset", str(tmp_path / "train"), "--max_train_steps", "2", "--n_critic", "1",
-          "--generator_output", "warp", "--upsample", "resize",
-          "--motion_prior", str(tmp_path / "regressor"))  # fmt: skip
+          "--generator_output", "warp", "--upsample", "resize", "--motion_prior", str(tmp_path / "regressor"),
+          "--lambda_landmark_motion", "50", "--stretch_gate", "--lambda_g_cond", "0", "--log_steps", "1")  # fmt: skip
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    held = [record["g/landmark_motion"] for record in logged if "g/landmark_motion" in record]
+    assert held and all(math.isfinite(v) for v in held)  # the long run's recipe: prior, landmark term, gate
     model = WEMGAN.from_pretrained(tmp_path / "run" / "hub")
+    assert model.generator.stretch_gate
     trained = safetensors.torch.load_file(tmp_path / "regressor" / "model.safetensors")
     exported = model.generator.landmark_regressor.state_dict()
     assert model.generator.motion_prior and all(torch.equal(v, exported[k].float()) for k, v in trained.items())

@@ -221,9 +221,10 @@ class Generator(nn.Module):
         stretch_gate: warp output only: the colour mask is allowed only where the flow stretches
             the input (a mouth opening, a lid closing over an eye; `flow_stretch`), so nothing can
             be painted where pixels only move or stand still. With motion_prior it is the prior's
-            flow that decides: the decoder's own flow is noisy, and its small local stretches let
-            colour through. An AU reader used as a loss is otherwise fooled by dark blobs painted
-            under the nose and white spots on an iris (docs/recipe-trials.md).
+            flow that decides, and only around the mouth (`landmark_motion.mouth_region`): the
+            decoder's own flow is noisy, and its small local stretches let colour through; closing
+            lids stretch but show their own skin. Without these limits the colour head painted
+            dark blobs under the nose, white spots on an iris and pale lids (docs/recipe-trials.md).
     """
 
     def __init__(
@@ -317,14 +318,16 @@ class Generator(nn.Module):
             self.landmark_regressor = LandmarkRegressor(image_size).requires_grad_(False)
             self.register_buffer("motion_basis", motion_basis().clone())  # 17 x 68 x 2, see landmark_motion
 
-    def prior_flow(self, x: Tensor, aus: Tensor, resolution: int) -> Tensor:
-        """motion_prior: the flow (B x 2 x r x r) that moves x's landmarks as real faces' move for aus."""
-        from .landmark_motion import landmark_displacements, motion_flow
+    def prior_flow(self, x: Tensor, aus: Tensor, resolution: int) -> tuple[Tensor, Tensor]:
+        """motion_prior: the flow (B x 2 x r x r) that moves x's landmarks as real faces' move for
+        aus, and the region around the lips before and after the move (B x 1 x S x S)."""
+        from .landmark_motion import landmark_displacements, motion_flow, mouth_region
 
         with torch.no_grad():
             landmarks = self.landmark_regressor(x).float()
             moves = landmark_displacements(landmarks, aus.float(), self.motion_basis.float())
-            return motion_flow(landmarks, moves, self.image_size, resolution)
+            flow = motion_flow(landmarks, moves, self.image_size, resolution)
+            return flow, mouth_region(landmarks, moves, self.image_size)
 
     def forward(self, x: Tensor, aus: Tensor, return_parts: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """The edited image; with return_parts, also {"mask": B x 1 x S x S, "flow": B x 2 x s x s}
@@ -351,7 +354,7 @@ class Generator(nn.Module):
             if depth == self.flow_depth and self.output == "warp":
                 flow = MAX_FLOW * torch.tanh(self.to_flow(h))
                 if self.motion_prior:
-                    prior = self.prior_flow(x, aus, flow.shape[-1])
+                    prior, mouth = self.prior_flow(x, aus, flow.shape[-1])
                     flow = flow + prior.to(flow.dtype)
                 parts["flow"] = flow if gate is None else flow * gate.to(flow.dtype)
         if 0 in skips:
@@ -361,8 +364,11 @@ class Generator(nn.Module):
             return (colour, parts) if return_parts else colour
         mask = torch.sigmoid(self.to_mask(h))
         if self.stretch_gate:  # not a way for G to unlock painting: the prior's stretch if any, no gradient
-            allowed_by = prior if self.motion_prior else parts["flow"].detach().float()
-            mask = mask * stretch_allowance(allowed_by, self.image_size).to(mask.dtype)
+            if self.motion_prior:  # and, knowing the landmarks, only around the mouth
+                allowed = stretch_allowance(prior, self.image_size) * mouth
+            else:
+                allowed = stretch_allowance(parts["flow"].detach().float(), self.image_size)
+            mask = mask * allowed.to(mask.dtype)
         parts["mask"] = mask = mask if gate is None else mask * gate.to(mask.dtype)
         base = warp(x, parts["flow"]) if self.output == "warp" else x
         edited = base + mask * (colour - base)

@@ -64,6 +64,7 @@ FACING_PAIRS = torch.tensor(
 MIN_GAP = 0.5  # px at 128 px: how close a facing pair may come (a closed eye, closed lips)
 FOLD_MARGIN = 0.05  # smallest Jacobian determinant of the warp allowed: 0 is a fold (content shown twice)
 FLOW_RIDGE = 0.01  # regularisation of the interpolation: how closely the flow meets landmarks a few px apart
+MOUTH_MARGIN = 3.0  # px at 128 px: how far beyond the lips mouth_region reaches (their rim, a shadow)
 
 
 def eye_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,6 +185,28 @@ def uncrossed(landmarks: Tensor, moves: Tensor, eye_line: Tensor) -> Tensor:
         along = (moves[:, column] * down).sum(-1, keepdim=True) * down  # the vertical part of each move
         moves[:, column] = moves[:, column] - along + along * factor.unsqueeze(-1)
     return moves
+
+
+def mouth_region(landmarks: Tensor, moves: Tensor, image_size: int) -> Tensor:
+    """B x 1 x S x S in [0, 1]: inside the outer lip line, where it is and where it moves to, and
+    up to MOUTH_MARGIN px beyond it, fading out over the outer 4 px. A warp cannot draw what an opening mouth
+    shows (teeth, its dark inside), so the colour head may paint there (generator stretch_gate).
+    Lids stretch too when an eye closes, but what shows there is the lid's own skin, which the
+    warp moves; colour let in there became white lids and spots on irises (docs/recipe-trials.md)."""
+    outer = list(range(48, 60))  # the outer lip line, a closed polygon
+    pixels = torch.arange(image_size, device=landmarks.device, dtype=torch.float32)
+    y, x = pixels.view(1, 1, -1, 1), pixels.view(1, 1, 1, -1)
+    inside = torch.zeros(len(landmarks), 1, image_size, image_size, device=landmarks.device, dtype=torch.bool)
+    for points in (landmarks[:, outer], (landmarks + moves)[:, outer]):
+        a = points.float().unsqueeze(-1).unsqueeze(-1)  # B x 12 x 2 x 1 x 1
+        b = a.roll(-1, dims=1)  # each edge a -> b
+        (ax, ay), (bx, by) = a.unbind(2), b.unbind(2)
+        crosses = ((ay > y) != (by > y)) & (x < (bx - ax) * (y - ay) / (by - ay + 1e-9) + ax)
+        inside |= (crosses.sum(1, keepdim=True) % 2).bool()  # even-odd rule
+    reach = round(MOUTH_MARGIN * image_size / 128)
+    widened = nn.functional.max_pool2d(inside.float(), 2 * reach + 1, 1, reach)
+    fade = 2 * round(image_size / 128) + 1
+    return nn.functional.avg_pool2d(widened, fade, 1, fade // 2, count_include_pad=False)
 
 
 def motion_flow(landmarks: Tensor, moves: Tensor, image_size: int, resolution: int) -> Tensor:
