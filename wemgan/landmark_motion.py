@@ -102,9 +102,12 @@ def fit_motion(landmarks: np.ndarray, aus: np.ndarray, ridge: float = RIDGE) -> 
 
 @functools.cache
 def motion_basis() -> Tensor:
-    """The packaged fit (landmark_motion.json) times its gain, as a 17 x 68 x 2 float tensor."""
+    """The packaged fit (landmark_motion.json) times each AU's gain, as a 17 x 68 x 2 float tensor."""
     fitted = json.loads(MOTION_FILE.read_text(encoding="utf-8"))
-    return torch.tensor(fitted["basis"], dtype=torch.float32) * fitted.get("gain", 1.0)
+    gains = torch.full((NUM_AUS, 1, 1), fitted.get("gain", 1.0))
+    for name, gain in fitted.get("au_gain", {}).items():
+        gains[AU_NAMES.index(name)] = gain
+    return torch.tensor(fitted["basis"], dtype=torch.float32) * gains
 
 
 def warp_effects(images: np.ndarray, aus: np.ndarray, basis: Tensor, faces: int = GAIN_FACES, seed: int = 0) -> dict:
@@ -283,6 +286,9 @@ def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dic
     # less than the landmark moves it is given: the gain sets the median AU's warp to its natural effect.
     fractions = warp_effects(images, aus, torch.from_numpy(basis).float())
     gain = 1 / float(np.median(list(fractions.values())))
+    # No AU is pushed past its own natural effect: the jaw drop already opens the mouth 2.1 times
+    # as far as real faces do at gain 1, and at 1.59 it pulled chins down into a stretched smear.
+    au_gain = {name: min(gain, 1 / value) for name, value in fractions.items() if value > 0}
     return {
         "about": (
             "Displacement of dlib's 68 landmarks per AU at label 1, in an eye-aligned frame (origin between the "
@@ -290,7 +296,8 @@ def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dic
             "on faces-au train crops of the AUs FACS lets move the region, head pose (nose-tip position and its "
             "squares) as nuisance covariates. motion_basis() multiplies it by gain: 1 / the median over AUs of how "
             "far the landmark warp moves train faces (dlib-read geometry, u = mean label with the AU minus without) "
-            "as a fraction of the natural effect. Written by python -m wemgan.landmark_motion fit."
+            "as a fraction of the natural effect; an AU whose warp at that gain would pass its natural effect has "
+            "au_gain = 1 / its fraction instead. Written by python -m wemgan.landmark_motion fit."
         ),
         "data": data if not Path(data).is_absolute() else Path(data).name,
         "split": "train",
@@ -300,6 +307,7 @@ def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dic
         "moved_by": {region: list(names) for region, names in MOVED_BY.items()},
         "au_names": list(AU_NAMES),
         "gain": round(gain, 4),
+        "au_gain": {name: round(value, 4) for name, value in au_gain.items()},
         "warp_fraction_of_natural_effect_at_gain_1": {name: round(value, 3) for name, value in fractions.items()},
         "basis": np.round(basis, 5).tolist(),
     }
