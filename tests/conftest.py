@@ -77,3 +77,11 @@ def open_photo(folder: Path, name: str) -> Image.Image:
     with Image.open(folder / name) as image:
         image.load()
         return image
+
+
+def assert_same_up_to_rounding(a: Image.Image, b: Image.Image) -> None:
+    """Two renders of the same edit made in different generator batches (a prepared photo, an
+    interpolation frame): equal, except that oneDNN's batch-dependent kernels may round a few
+    pixels one grey level apart on some CPUs (seen on AMD EPYC, not on Intel with AMX)."""
+    difference = np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
