@@ -137,8 +137,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--estimator_path",
         default=None,
-        help="folder of a trained AU estimator (python -m wemgan.au_training): used frozen for reading AUs "
-        "and exported with the model instead of training one alongside the GAN",
+        help="folder of a trained AU estimator (python -m wemgan.au_training), or a model's Hub folder such as "
+        "hub/default for its built-in one: used frozen for reading AUs and exported with the model instead of "
+        "training one alongside the GAN",
     )
     add(
         "--flow_resolution",

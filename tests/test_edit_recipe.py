@@ -280,6 +280,11 @@ def test_export_swaps_in_a_stand_alone_estimator_and_keeps_the_generator(tiny_ca
     trained = safetensors.torch.load_file(tmp_path / "estimator" / "model.safetensors")
     assert all(torch.equal(v, after.au_estimator.state_dict()[k]) for k, v in trained.items())
     assert after.provenance["steps"] == 3 and after.provenance["estimator"]["steps"] == 4
+    from wemgan.au_training import load_trained_estimator  # a Hub folder lends its estimator to a new run
+
+    lent, record = load_trained_estimator(tmp_path / "swapped")
+    assert all(torch.equal(v, lent.state_dict()[k]) for k, v in trained.items())
+    assert record["steps"] == 4 and record["estimator_calibration_knots"] == 9 and record["network"] == "estimator"
     missing = subprocess.run(
         [sys.executable, "hub/export.py", str(tmp_path / "model"), "--estimator", str(tmp_path / "nothing"),
          "--out", str(tmp_path / "never")],

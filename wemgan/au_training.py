@@ -146,8 +146,12 @@ def report(measured: np.ndarray, labels: np.ndarray) -> dict:
 # -------------------------------------------------------------------------------- the run
 def load_trained_estimator(folder: str | Path) -> tuple[AUEstimator, dict]:
     """The AU estimator this script wrote to `folder` (model.json + model.safetensors), in eval
-    mode, and its model.json record (widths, calibration knots, steps, data)."""
+    mode, and its model.json record (widths, calibration knots, steps, data). A WEMGAN Hub folder
+    (config.json + model.safetensors, such as hub/default) gives its built-in estimator, so a run
+    can start from the shipped one instead of training it again."""
     folder = Path(folder)
+    if not (folder / "model.json").is_file() and (folder / "config.json").is_file():
+        return _hub_model_estimator(folder)
     if not (folder / "model.json").is_file():
         raise FileNotFoundError(
             f"{folder} has no model.json: train an estimator with python -m wemgan.au_training --out {folder}"
@@ -159,6 +163,25 @@ def load_trained_estimator(folder: str | Path) -> tuple[AUEstimator, dict]:
                             record["estimator_calibration_knots"])  # fmt: skip
     estimator.load_state_dict(safetensors.torch.load_file(str(folder / "model.safetensors")), strict=True)
     return estimator.eval(), record
+
+
+def _hub_model_estimator(folder: Path) -> tuple[AUEstimator, dict]:
+    """The built-in AU estimator of the WEMGAN model in Hub folder `folder`, in float32, and a
+    record like model.json's (how that estimator was trained, when the model's card knows)."""
+    from .model import WEMGAN
+
+    model = WEMGAN.from_pretrained(folder)
+    estimator = model.au_estimator.float().eval()
+    config = model._hub_mixin_config  # type: ignore[attr-defined]
+    record = {
+        **model.provenance.get("estimator", {}),
+        "network": "estimator",
+        "estimator_channels": config["estimator_channels"],
+        "estimator_max_channels": config["estimator_max_channels"],
+        "estimator_calibration_knots": estimator.calibration_knots,
+        "folder": str(folder),
+    }
+    return estimator, record
 
 
 def save_atomic(write, path: Path) -> None:
