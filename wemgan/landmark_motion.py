@@ -63,6 +63,7 @@ FACING_PAIRS = torch.tensor(
 )  # fmt: skip
 MIN_GAP = 0.5  # px at 128 px: how close a facing pair may come (a closed eye, closed lips)
 FOLD_MARGIN = 0.05  # smallest Jacobian determinant of the warp allowed: 0 is a fold (content shown twice)
+UNFOLD_REACH = 20.0  # px at 128 px: how far around a fold local_unfolding weakens the flow (5 points at 32 px)
 FLOW_RIDGE = 0.01  # regularisation of the interpolation: how closely the flow meets landmarks a few px apart
 MOUTH_MARGIN = 3.0  # px at 128 px: how far beyond the lips mouth_region reaches (their rim, a shadow)
 
@@ -260,11 +261,13 @@ def fold_free_factors(flow: Tensor, image_size: int, steps: int = 20) -> Tensor:
 
 def local_unfolding(flow: Tensor, image_size: int) -> Tensor:
     """B x 1 x r x r factors in [0, 1] that weaken a flow only around where it would fold: each
-    point's fold-free factor, spread to its neighbours (a 5-point minimum, then a 5-point mean)
-    so the weakening is smooth. The interpolation folds where close landmarks move apart fast
-    (lips parting); weakening the whole edit there would also stop the brows and lids."""
-    allowed = -nn.functional.max_pool2d(-fold_free_factors(flow, image_size), 5, 1, 2)
-    return nn.functional.avg_pool2d(allowed, 5, 1, 2, count_include_pad=False)
+    point's fold-free factor, spread UNFOLD_REACH px around it (a minimum, then a mean over that
+    window) so the weakening is smooth. The interpolation folds where close landmarks move apart
+    fast (lips parting); weakening the whole edit there would also stop the brows and lids. The
+    window is in pixels, not grid points, so a flow sampled finer is unfolded alike."""
+    points = max(1, round(UNFOLD_REACH * flow.shape[-1] / 128)) // 2 * 2 + 1  # odd; the grid spans the image
+    allowed = -nn.functional.max_pool2d(-fold_free_factors(flow, image_size), points, 1, points // 2)
+    return nn.functional.avg_pool2d(allowed, points, 1, points // 2, count_include_pad=False)
 
 
 def unfolding_scale(flow: Tensor, image_size: int) -> Tensor:
