@@ -318,16 +318,17 @@ class Generator(nn.Module):
             self.landmark_regressor = LandmarkRegressor(image_size).requires_grad_(False)
             self.register_buffer("motion_basis", motion_basis().clone())  # 17 x 68 x 2, see landmark_motion
 
-    def prior_flow(self, x: Tensor, aus: Tensor, resolution: int) -> tuple[Tensor, Tensor]:
+    def prior_flow(self, x: Tensor, aus: Tensor, resolution: int) -> tuple[Tensor, Tensor | None]:
         """motion_prior: the flow (B x 2 x r x r) that moves x's landmarks as real faces' move for
-        aus, and the region around the lips before and after the move (B x 1 x S x S)."""
+        aus, and, for stretch_gate only, the region around the lips before and after the move
+        (B x 1 x S x S; None without the gate, which is the only reader)."""
         from .landmark_motion import landmark_displacements, motion_flow, mouth_region
 
         with torch.no_grad():
             landmarks = self.landmark_regressor(x).float()
             moves = landmark_displacements(landmarks, aus.float(), self.motion_basis.float())
             flow = motion_flow(landmarks, moves, self.image_size, resolution)
-            return flow, mouth_region(landmarks, moves, self.image_size)
+            return flow, mouth_region(landmarks, moves, self.image_size) if self.stretch_gate else None
 
     def forward(self, x: Tensor, aus: Tensor, return_parts: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """The edited image; with return_parts, also {"mask": B x 1 x S x S, "flow": B x 2 x s x s}
