@@ -41,7 +41,13 @@ from wemgan.data.datasets import load_training_data, pair_targets
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
 from wemgan.export import list_checkpoints, model_card, push_folder, write_hub_folder
 from wemgan.generator import FLOW_RESOLUTION, Generator
-from wemgan.landmark_motion import crop_landmarks, landmark_displacements, load_landmark_regressor, motion_flow
+from wemgan.landmark_motion import (
+    crop_landmarks,
+    landmark_displacements,
+    load_landmark_regressor,
+    motion_flow,
+    parted_lips_flow,
+)
 from wemgan.losses import (
     LossWeights,
     au_regression_loss,
@@ -128,6 +134,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="warp generators: colour only where the flow stretches the input (an opening mouth, a closing lid)",
     )
     add(
+        "--mouth_cavity",
+        action="store_true",
+        help="with --motion_prior: lips part along a cut and the gap shows a mouth's inside, not stretched lip",
+    )
+    add(
         "--expression_loss",
         default="critic",
         choices=["critic", "estimator"],
@@ -198,6 +209,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--motion_prior is a flow: add --generator_output warp")
     if args.stretch_gate and args.generator_output != "warp":
         p.error("--stretch_gate reads the flow: add --generator_output warp")
+    if args.mouth_cavity and not args.motion_prior:
+        p.error("--mouth_cavity follows the lips' landmarks: add --motion_prior")
     if args.lambda_landmark_motion and args.generator_output != "warp":
         p.error("--lambda_landmark_motion needs a flow to supervise: add --generator_output warp")
     preset = dict(PRESETS[args.preset])
@@ -217,7 +230,7 @@ def build_networks(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
             NUM_AUS, args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
             output=args.generator_output, upsample=args.upsample, zero_gate=args.zero_gate,
             flow_resolution=args.flow_resolution, motion_prior=bool(args.motion_prior),
-            stretch_gate=args.stretch_gate,
+            stretch_gate=args.stretch_gate, mouth_cavity=args.mouth_cavity,
         ),
         "image_critic": ImageDiscriminator(NUM_AUS, args.critic_base_channels, args.critic_max_channels),
     }  # fmt: skip
@@ -248,7 +261,7 @@ def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estima
         estimator_max_channels=args.estimator_max_channels, generator_output=args.generator_output,
         upsample=args.upsample, estimator_calibration_knots=estimator.calibration_knots,
         zero_gate=args.zero_gate, flow_resolution=args.flow_resolution, motion_prior=bool(args.motion_prior),
-        stretch_gate=args.stretch_gate,
+        stretch_gate=args.stretch_gate, mouth_cavity=args.mouth_cavity,
         provenance={"dataset": str(args.dataset), "steps": step, "command": args.command, "config": args.config},
     )  # fmt: skip
     model.generator.load_state_dict(generator.state_dict())
@@ -438,7 +451,7 @@ def main(args: argparse.Namespace) -> None:
             if args.expression_loss == "estimator" and generator_turn:
                 expression = robust_expression(accelerator, frozen_estimator, x, donors, rng)
             if args.lambda_landmark_motion and (generator_turn or warmup):
-                motion = landmark_motion(x, u_rel, prior_basis)
+                motion = landmark_motion(x, u_rel, prior_basis, parted_lips=args.mouth_cavity)
 
             if warmup:  # G learns to copy its input first: every step, no critics
                 terms = warmup_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, motion)
@@ -583,15 +596,18 @@ def robust_expression(accelerator, estimator: AUEstimator, x, donors, rng):
     return loss
 
 
-def landmark_motion(x: torch.Tensor, u_rel: torch.Tensor, basis: torch.Tensor | None = None):
+def landmark_motion(x: torch.Tensor, u_rel: torch.Tensor, basis: torch.Tensor | None = None, parted_lips: bool = False):
     """--lambda_landmark_motion: flow -> landmark_motion_loss for G's batch of [x, x] edited by [u_rel, 0]:
     the flow should move x's landmarks as real faces' move for u_rel (wemgan.landmark_motion) and
     nothing for 0, so G(x, 0) keeps the face where it is (edit's paste-back subtracts it). basis: a
-    motion-prior generator's own (saved with it), so that its prior and this target agree."""
+    motion-prior generator's own (saved with it), so that its prior and this target agree;
+    parted_lips: --mouth_cavity's flow, cut between the lips (the generator's prior is that too)."""
     landmarks = crop_landmarks(x)
     moves = landmark_displacements(landmarks, u_rel, basis)
     landmarks, moves = torch.cat([landmarks, landmarks]), torch.cat([moves, torch.zeros_like(moves)])
     size = x.shape[-1]
+    if parted_lips:
+        return lambda flow: landmark_motion_loss(flow, parted_lips_flow(landmarks, moves, size), size)
     return lambda flow: landmark_motion_loss(flow, motion_flow(landmarks, moves, size, flow.shape[-1]), size)
 
 

@@ -13,6 +13,13 @@ estimators regress the same labels, so the generator's relative-AU conditions ke
 the better reading makes transfer targets and slider start values closer to the photo's.
 
     python hub/export.py hub/default --estimator ../runs/estimator-v2 --out ../runs/default-est2
+
+--prior-only switches a motion-prior generator's learnt flow and colour off: its edits are then
+the landmark motion of real faces alone (wemgan.landmark_motion), which no trained part has yet
+beaten (docs/recipe-trials.md). --mouth-cavity draws the inside of the mouths that the motion opens,
+and --motion-strength scales the motion (the basis saved with the model).
+
+    python hub/export.py ../runs/long-prior --prior-only --mouth-cavity --motion-strength 0.75 --out DIR
 """
 
 from __future__ import annotations
@@ -41,6 +48,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--estimator", type=Path, default=None, metavar="DIR",
         help="replace the AU estimator by this stand-alone one (python -m wemgan.au_training)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prior-only", action="store_true",
+        help="motion-prior generators: switch the learnt flow and colour off (the landmark motion alone)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mouth-cavity", action="store_true", help="motion-prior generators: draw the inside of mouths they open"
+    )
+    parser.add_argument(
+        "--motion-strength", type=float, default=None, metavar="S",
+        help="motion-prior generators: scale the landmark motion by S (0 < S <= 2)",
     )  # fmt: skip
     return parser.parse_args()
 
@@ -75,11 +93,40 @@ def with_estimator(model: WEMGAN, folder: Path) -> WEMGAN:
     return replaced.eval()
 
 
+def with_prior_changes(model: WEMGAN, prior_only: bool, mouth_cavity: bool, motion_strength: float | None) -> WEMGAN:
+    """A copy of a motion-prior `model` with its learnt flow and colour off (prior_only), its mouth
+    cavity on, and its landmark motion scaled; the provenance records each change."""
+    if not model.generator.motion_prior:
+        raise SystemExit("--prior-only, --mouth-cavity and --motion-strength need a motion-prior generator")
+    if motion_strength is not None and not 0 < motion_strength <= 2:
+        raise SystemExit(f"--motion-strength must be in (0, 2], got {motion_strength}")
+    config = {key: value for key, value in model._hub_mixin_config.items() if key != "provenance"}  # type: ignore[attr-defined]
+    changes = dict(model.provenance.get("prior_changes", {}))
+    if mouth_cavity:
+        config["mouth_cavity"] = changes["mouth_cavity"] = True
+    if prior_only:
+        changes["prior_only"] = True
+    if motion_strength is not None:
+        changes["motion_strength"] = round(changes.get("motion_strength", 1.0) * motion_strength, 6)
+    changed = WEMGAN(**config, provenance={**model.provenance, "prior_changes": changes})
+    changed.load_state_dict(model.state_dict())
+    generator = changed.generator
+    with torch.no_grad():
+        if prior_only:  # what an untrained head is: no flow, and a mask logit no colour gets through
+            generator.to_flow.weight.zero_(), generator.to_flow.bias.zero_()
+            generator.to_mask.weight.zero_(), generator.to_mask.bias.fill_(-30.0)
+        if motion_strength is not None:
+            generator.motion_basis *= motion_strength
+    return changed.eval()
+
+
 def main(args: argparse.Namespace) -> None:
     source = find_inference_folder(args.run)
     model = WEMGAN.from_pretrained(source)
     if args.estimator is not None:
         model = with_estimator(model, args.estimator)
+    if args.prior_only or args.mouth_cavity or args.motion_strength is not None:
+        model = with_prior_changes(model, args.prior_only, args.mouth_cavity, args.motion_strength)
     sections = {}
     for item in args.card_section:
         title, sep, file = item.partition("=")

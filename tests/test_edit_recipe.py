@@ -294,6 +294,38 @@ def test_export_swaps_in_a_stand_alone_estimator_and_keeps_the_generator(tiny_ca
     assert not (tmp_path / "never").exists()
 
 
+def test_export_switches_a_motion_prior_generator_to_its_prior_with_a_mouth_cavity(tmp_path):
+    import subprocess
+
+    from wemgan import WEMGAN
+
+    torch.manual_seed(0)
+    kwargs = dict(base_channels=8, max_channels=16, generator_output="warp", upsample="resize", motion_prior=True)
+    model = WEMGAN(**kwargs, provenance={"steps": 3})
+    with torch.no_grad():
+        model.generator.to_flow.weight.normal_(0, 0.1)  # a learnt flow and colour, as training leaves them
+    model.save_pretrained(tmp_path / "model")
+    subprocess.run(
+        [sys.executable, "hub/export.py", str(tmp_path / "model"), "--prior-only", "--mouth-cavity",
+         "--motion-strength", "0.5", "--out", str(tmp_path / "prior")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    prior = WEMGAN.from_pretrained(tmp_path / "prior")
+    assert prior.generator.mouth_cavity and prior.provenance["steps"] == 3
+    assert prior.provenance["prior_changes"] == {"mouth_cavity": True, "prior_only": True, "motion_strength": 0.5}
+    assert torch.equal(prior.generator.motion_basis, model.generator.motion_basis * 0.5)
+    assert prior.generator.to_flow.weight.abs().max() == 0 and prior.generator.to_mask.bias.max() == -30
+    face = torch.rand(1, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(prior.generator(face, torch.zeros(1, 17)), face)  # the prior alone: no change is exact
+    refused = subprocess.run(
+        [sys.executable, "hub/export.py", str(tmp_path / "model"), "--motion-strength", "3", "--out",
+         str(tmp_path / "never")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "(0, 2]" in refused.stderr and not (tmp_path / "never").exists()
+
+
 def test_robust_expression_loss_needs_an_estimator():
     import train_accelerate as ta
 

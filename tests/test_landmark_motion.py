@@ -21,7 +21,10 @@ from wemgan.landmark_motion import (
     local_unfolding,
     motion_basis,
     motion_flow,
+    mouth_cavity,
     mouth_region,
+    parted_lips_flow,
+    polygon_coverage,
     uncrossed,
     unfolding_scale,
 )
@@ -307,6 +310,68 @@ def test_with_a_motion_prior_the_stretch_gate_paints_only_around_the_mouth():
     assert parts["mask"][0, 0, 40:60].amax() == 0  # the closing lids are not
 
 
+def opened_mouth_moves(landmarks: torch.Tensor, opening: float = 6.0) -> torch.Tensor:
+    """Moves that part the drawn face's closed lips: the lower lip, its inner line and the chin go down."""
+    moves = torch.zeros_like(landmarks)
+    moves[0, [6, 7, 8, 9, 10, 55, 56, 57, 58, 59, 65, 66, 67], 1] = opening
+    return moves
+
+
+def test_parted_lips_flow_opens_pressed_lips_and_leaves_the_upper_lip_where_it_is():
+    """Pressed lips, which dlib reads half a pixel crossed, are one line of the input and two of
+    the output: above the cut the flow is the face's without the lower lip, below it without the
+    upper one, so the lower lip goes the whole way down and the upper lip is not dragged along."""
+    landmarks = drawn_face_landmarks()
+    landmarks[0, 61:64, 1], landmarks[0, 65:68, 1] = 94.25, 93.75
+    moves = opened_mouth_moves(landmarks)
+    lower_inner = (landmarks + moves)[0, 66].round().long()  # where the lower lip's middle should go
+    cut = parted_lips_flow(landmarks, moves, SIZE) * (SIZE / 2)
+    assert cut[0, 1, lower_inner[1], lower_inner[0]] < -0.9 * 6  # it shows the lip from 6 px up
+    assert cut[0, :, 86:93, 56:73].abs().max() < 1  # the upper lip stays (within a px of 6)
+    assert cut[0, :, :60].abs().max() < 0.1  # eyes and brows do not move
+    assert parted_lips_flow(landmarks, torch.zeros_like(moves), SIZE).abs().max() == 0
+
+
+def test_mouth_cavity_paints_what_parting_uncovers_dark_with_teeth_under_the_upper_lip():
+    landmarks = drawn_face_landmarks()
+    moves = opened_mouth_moves(landmarks)
+    flow = parted_lips_flow(landmarks, moves, SIZE)
+    lips = torch.tensor([0.6, -0.2, -0.2]).view(1, 3, 1, 1)  # red lips on grey skin, [-1, 1]
+    outer = polygon_coverage(landmarks[:, 48:60], SIZE)
+    x = outer * lips + (1 - outer) * 0.3
+    colour, mask = mouth_cavity(x, landmarks, moves, flow)
+    middle = (landmarks + moves)[0, [62, 66]].mean(0).round().long()  # the middle of the gap
+    assert mask[0, 0, middle[1], middle[0]] > 0.9
+    assert mask[0, 0, :70].amax() == 0 and mask[0, 0, 110:].amax() == 0  # nowhere but the mouth
+    dark, teeth = colour[0, :, middle[1] + 2, middle[0]], colour[0, :, landmarks[0, 62, 1].round().long() + 1, 64]
+    assert dark.mean() < lips.mean() - 0.3 and teeth.mean() > lips.mean() + 0.3  # a dark inside, light teeth
+    # A mouth already open as wide keeps its own inside: the flow moves it, nothing is painted.
+    opened = landmarks + moves
+    _, kept = mouth_cavity(x, opened, torch.zeros_like(moves), torch.zeros(1, 2, SIZE, SIZE))
+    assert kept.amax() == 0
+
+
+def test_mouth_cavity_generator_opens_the_mouth_dark_and_keeps_no_change_exact():
+    from wemgan.generator import Generator
+
+    torch.manual_seed(0)
+    generator = Generator(17, 8, 16, 5, output="warp", upsample="resize", motion_prior=True, mouth_cavity=True)
+    torch.nn.init.constant_(generator.to_mask.bias, -30.0)  # no colour head: the prior and the cavity alone
+    landmarks = drawn_face_landmarks()
+    fixed_landmarks(generator, landmarks)
+    x = torch.full((1, 3, SIZE, SIZE), 0.5)
+    u = torch.zeros(1, 17)
+    u[0, [AU_NAMES.index("AU25"), AU_NAMES.index("AU26")]] = 1.0
+    with torch.no_grad():
+        edited, parts = generator(x, u, return_parts=True)
+        still = generator(x, torch.zeros(1, 17))
+    assert parts["flow"].shape[-1] == SIZE  # the cut flow is full size
+    assert parts["cavity"].amax() > 0.9 and edited.amin() < -0.5  # an opened, dark mouth on a plain face
+    assert torch.equal(still, x)
+    with pytest.raises(ValueError, match="mouth_cavity needs motion_prior"):
+        Generator(17, 8, 16, 5, output="warp", mouth_cavity=True)
+
+
 def test_motion_prior_model_round_trips_with_its_regressor_and_basis(tmp_path):
     from wemgan import WEMGAN
 
@@ -356,12 +421,13 @@ def test_train_with_a_motion_prior_exports_it(tmp_path):
     train_regressor(str(tmp_path / "train"), tmp_path / "regressor", steps=2, batch_size=4, holdout=4)
     train(tmp_path / "run", "--dataset", str(tmp_path / "train"), "--max_train_steps", "2", "--n_critic", "1",
           "--generator_output", "warp", "--upsample", "resize", "--motion_prior", str(tmp_path / "regressor"),
-          "--lambda_landmark_motion", "50", "--stretch_gate", "--lambda_g_cond", "0", "--log_steps", "1")  # fmt: skip
+          "--lambda_landmark_motion", "50", "--stretch_gate", "--mouth_cavity", "--lambda_g_cond", "0",
+          "--log_steps", "1")  # fmt: skip
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     held = [record["g/landmark_motion"] for record in logged if "g/landmark_motion" in record]
-    assert held and all(math.isfinite(v) for v in held)  # the long run's recipe: prior, landmark term, gate
+    assert held and all(math.isfinite(v) for v in held)  # the long run's recipe: prior, landmark term, gate, cavity
     model = WEMGAN.from_pretrained(tmp_path / "run" / "hub")
-    assert model.generator.stretch_gate
+    assert model.generator.stretch_gate and model.generator.mouth_cavity
     trained = safetensors.torch.load_file(tmp_path / "regressor" / "model.safetensors")
     exported = model.generator.landmark_regressor.state_dict()
     assert model.generator.motion_prior and all(torch.equal(v, exported[k].float()) for k, v in trained.items())

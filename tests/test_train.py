@@ -57,6 +57,8 @@ def test_paper_defaults_and_presets():
     assert ta.parse_args(["--num_epochs", "2"]).max_train_steps is None  # epochs are not capped by the preset
     with pytest.raises(SystemExit):
         ta.parse_args(["--checkpoints_total_limit", "0"])
+    with pytest.raises(SystemExit):  # the cavity follows the prior's landmarks
+        ta.parse_args(["--generator_output", "warp", "--mouth_cavity"])
 
 
 def test_checkpoint_listing_ignores_incomplete_ones(tmp_path):

@@ -225,6 +225,9 @@ class Generator(nn.Module):
             decoder's own flow is noisy, and its small local stretches let colour through; closing
             lids stretch but show their own skin. Without these limits the colour head painted
             dark blobs under the nose, white spots on an iris and pale lids (docs/recipe-trials.md).
+        mouth_cavity: motion_prior only: where the flow parts lips that were closed, the gap is
+            drawn as a mouth's dark inside (`landmark_motion.mouth_cavity`) instead of the
+            stretched lip a warp makes of it, or the specks a colour head painted there.
     """
 
     def __init__(
@@ -243,12 +246,15 @@ class Generator(nn.Module):
         flow_resolution: int = FLOW_RESOLUTION,
         motion_prior: bool = False,
         stretch_gate: bool = False,
+        mouth_cavity: bool = False,
     ) -> None:
         super().__init__()
         if output not in ("image", "mask", "warp"):
             raise ValueError(f"output must be 'image', 'mask' or 'warp', got {output!r}")
         if motion_prior and output != "warp":
             raise ValueError("motion_prior needs output 'warp' (the prior is a flow)")
+        if mouth_cavity and not motion_prior:
+            raise ValueError("mouth_cavity needs motion_prior (it follows the landmarks of the lips)")
         if stretch_gate and output != "warp":
             raise ValueError("stretch_gate needs output 'warp' (it reads the flow)")
         if zero_gate and output == "image":
@@ -274,6 +280,7 @@ class Generator(nn.Module):
         self.output = output
         self.zero_gate = zero_gate
         self.stretch_gate = stretch_gate
+        self.mouth_cavity = mouth_cavity
         self.skip_depths = SKIP_DEPTHS[skip_levels]
         self.flow_depth = flow_sizes[flow_resolution]
 
@@ -318,21 +325,22 @@ class Generator(nn.Module):
             self.landmark_regressor = LandmarkRegressor(image_size).requires_grad_(False)
             self.register_buffer("motion_basis", motion_basis().clone())  # 17 x 68 x 2, see landmark_motion
 
-    def prior_flow(self, x: Tensor, aus: Tensor, resolution: int) -> tuple[Tensor, Tensor | None]:
+    def prior_flow(self, x: Tensor, aus: Tensor, resolution: int) -> tuple[Tensor, Tensor, Tensor]:
         """motion_prior: the flow (B x 2 x r x r) that moves x's landmarks as real faces' move for
-        aus, and, for stretch_gate only, the region around the lips before and after the move
-        (B x 1 x S x S; None without the gate, which is the only reader)."""
-        from .landmark_motion import landmark_displacements, motion_flow, mouth_region
+        aus, with those landmarks and moves (B x 68 x 2 pixels each)."""
+        from .landmark_motion import landmark_displacements, motion_flow, parted_lips_flow
 
         with torch.no_grad():
             landmarks = self.landmark_regressor(x).float()
             moves = landmark_displacements(landmarks, aus.float(), self.motion_basis.float())
-            flow = motion_flow(landmarks, moves, self.image_size, resolution)
-            return flow, mouth_region(landmarks, moves, self.image_size) if self.stretch_gate else None
+            if self.mouth_cavity:  # a full-size flow with a cut between the lips
+                return parted_lips_flow(landmarks, moves, self.image_size), landmarks, moves
+            return motion_flow(landmarks, moves, self.image_size, resolution), landmarks, moves
 
     def forward(self, x: Tensor, aus: Tensor, return_parts: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
-        """The edited image; with return_parts, also {"mask": B x 1 x S x S, "flow": B x 2 x s x s}
-        (those the output kind has) for the mask and flow regularisers."""
+        """The edited image; with return_parts, also {"mask": B x 1 x S x S, "flow": B x 2 x s x s,
+        "network_flow": the decoder's part of the flow, "cavity": mouth_cavity's mask} (those the
+        output kind has) for the mask and flow regularisers."""
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2:] != (self.image_size,) * 2:
             raise ValueError(
                 f"Generator expects images of shape B x 3 x {self.image_size} x {self.image_size}, got {tuple(x.shape)}"
@@ -354,8 +362,11 @@ class Generator(nn.Module):
             h = layer(h)
             if depth == self.flow_depth and self.output == "warp":
                 flow = MAX_FLOW * torch.tanh(self.to_flow(h))
+                parts["network_flow"] = flow  # what the decoder adds to the prior, for its smoothness term
                 if self.motion_prior:
-                    prior, mouth = self.prior_flow(x, aus, flow.shape[-1])
+                    prior, landmarks, moves = self.prior_flow(x, aus, flow.shape[-1])
+                    if prior.shape[-1] != flow.shape[-1]:  # mouth_cavity's prior is full size
+                        flow = nn.functional.interpolate(flow, prior.shape[-2:], mode="bilinear", align_corners=False)
                     flow = flow + prior.to(flow.dtype)
                 parts["flow"] = flow if gate is None else flow * gate.to(flow.dtype)
         if 0 in skips:
@@ -366,11 +377,19 @@ class Generator(nn.Module):
         mask = torch.sigmoid(self.to_mask(h))
         if self.stretch_gate:  # not a way for G to unlock painting: the prior's stretch if any, no gradient
             if self.motion_prior:  # and, knowing the landmarks, only around the mouth
-                allowed = stretch_allowance(prior, self.image_size) * mouth
+                from .landmark_motion import mouth_region
+
+                allowed = stretch_allowance(prior, self.image_size) * mouth_region(landmarks, moves, self.image_size)
             else:
                 allowed = stretch_allowance(parts["flow"].detach().float(), self.image_size)
             mask = mask * allowed.to(mask.dtype)
         parts["mask"] = mask = mask if gate is None else mask * gate.to(mask.dtype)
         base = warp(x, parts["flow"]) if self.output == "warp" else x
         edited = base + mask * (colour - base)
+        if self.mouth_cavity:  # drawn over whatever the colour head made of the gap
+            from .landmark_motion import mouth_cavity
+
+            with torch.no_grad():
+                cavity, parts["cavity"] = mouth_cavity(x, landmarks, moves, parts["flow"].float())
+            edited = edited + parts["cavity"].to(edited.dtype) * (cavity.to(edited.dtype) - edited)
         return (edited, parts) if return_parts else edited

@@ -66,6 +66,9 @@ FOLD_MARGIN = 0.05  # smallest Jacobian determinant of the warp allowed: 0 is a 
 UNFOLD_REACH = 20.0  # px at 128 px: how far around a fold local_unfolding weakens the flow (5 points at 32 px)
 FLOW_RIDGE = 0.01  # regularisation of the interpolation: how closely the flow meets landmarks a few px apart
 MOUTH_MARGIN = 3.0  # px at 128 px: how far beyond the lips mouth_region reaches (their rim, a shadow)
+CAVITY_SHADE = 0.3  # an opened mouth's inside: the lips' colour at 30% of its brightness (mouth_cavity)
+TEETH_SHADE = 0.35  # the upper teeth: the lips' colour with 35% of its distance to white left (mouth_cavity)
+TEETH_HEIGHT = 0.1  # IOD: how far below the upper lip the upper teeth show at most (about 4 px at 128 px)
 
 
 def eye_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,6 +194,20 @@ def uncrossed(landmarks: Tensor, moves: Tensor, eye_line: Tensor) -> Tensor:
     return moves
 
 
+def polygon_coverage(points: Tensor, image_size: int, supersample: int = 1) -> Tensor:
+    """B x 1 x S x S in [0, 1]: the share of each pixel inside the closed polygon through points
+    (B x P x 2, pixels; even-odd rule), sampled at supersample² points per pixel."""
+    n = image_size * supersample
+    pixels = (torch.arange(n, device=points.device, dtype=torch.float32) + 0.5) / supersample - 0.5
+    y, x = pixels.view(1, 1, -1, 1), pixels.view(1, 1, 1, -1)
+    a = points.float().unsqueeze(-1).unsqueeze(-1)  # B x P x 2 x 1 x 1
+    b = a.roll(-1, dims=1)  # each edge a -> b
+    (ax, ay), (bx, by) = a.unbind(2), b.unbind(2)
+    crosses = ((ay > y) != (by > y)) & (x < (bx - ax) * (y - ay) / (by - ay + 1e-9) + ax)
+    inside = (crosses.sum(1, keepdim=True) % 2).float()
+    return nn.functional.avg_pool2d(inside, supersample) if supersample > 1 else inside
+
+
 def mouth_region(landmarks: Tensor, moves: Tensor, image_size: int) -> Tensor:
     """B x 1 x S x S in [0, 1]: inside the outer lip line, where it is and where it moves to, and
     up to MOUTH_MARGIN px beyond it, fading out over the outer 4 px. A warp cannot draw what an opening mouth
@@ -198,25 +215,56 @@ def mouth_region(landmarks: Tensor, moves: Tensor, image_size: int) -> Tensor:
     Lids stretch too when an eye closes, but what shows there is the lid's own skin, which the
     warp moves; colour let in there became white lids and spots on irises (docs/recipe-trials.md)."""
     outer = list(range(48, 60))  # the outer lip line, a closed polygon
-    pixels = torch.arange(image_size, device=landmarks.device, dtype=torch.float32)
-    y, x = pixels.view(1, 1, -1, 1), pixels.view(1, 1, 1, -1)
-    inside = torch.zeros(len(landmarks), 1, image_size, image_size, device=landmarks.device, dtype=torch.bool)
-    for points in (landmarks[:, outer], (landmarks + moves)[:, outer]):
-        a = points.float().unsqueeze(-1).unsqueeze(-1)  # B x 12 x 2 x 1 x 1
-        b = a.roll(-1, dims=1)  # each edge a -> b
-        (ax, ay), (bx, by) = a.unbind(2), b.unbind(2)
-        crosses = ((ay > y) != (by > y)) & (x < (bx - ax) * (y - ay) / (by - ay + 1e-9) + ax)
-        inside |= (crosses.sum(1, keepdim=True) % 2).bool()  # even-odd rule
+    inside = torch.maximum(
+        polygon_coverage(landmarks[:, outer], image_size), polygon_coverage((landmarks + moves)[:, outer], image_size)
+    )
     reach = round(MOUTH_MARGIN * image_size / 128)
-    widened = nn.functional.max_pool2d(inside.float(), 2 * reach + 1, 1, reach)
+    widened = nn.functional.max_pool2d(inside, 2 * reach + 1, 1, reach)
     fade = 2 * round(image_size / 128) + 1
     return nn.functional.avg_pool2d(widened, fade, 1, fade // 2, count_include_pad=False)
+
+
+def mouth_cavity(x: Tensor, landmarks: Tensor, moves: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
+    """(colour B x 3 x S x S, mask B x 1 x S x S) of the inside of a mouth that the flow opens.
+    The flow (`parted_lips_flow`) parts the lips along a cut, and the gap shows whatever lay on the
+    cut, stretched; an opened mouth shows its dark inside. The mask is inside the moved inner lip
+    line, less what was already inside the mouth and is only moved (teeth, its dark inside: the
+    flow moves those with their lips): only what the opening uncovers or smears is painted: a
+    band of upper teeth under the upper lip (TEETH_HEIGHT, TEETH_SHADE), then the lips' own
+    colour at CAVITY_SHADE of its brightness."""
+    from .generator import flow_stretch, warp
+
+    size = x.shape[-1]
+    inner, outer = list(range(60, 68)), list(range(48, 60))
+    before = polygon_coverage(landmarks[:, inner], size, supersample=4)
+    after = polygon_coverage((landmarks + moves)[:, inner], size, supersample=4)
+    # What was inside and is only moved stays; what is magnified past twice its size (lips a
+    # pixel apart, pulled open) is a smear of the lips' edges and is painted too.
+    smeared = (4 * (flow_stretch(flow.float(), size) - 0.5)).clamp(0, 1)
+    smeared = nn.functional.interpolate(smeared, size=(size, size), mode="bilinear", align_corners=False)
+    uncovered = (after - warp(before, flow) * (1 - smeared)).clamp(0, 1)
+    uncovered = nn.functional.avg_pool2d(uncovered, 3, 1, 1)  # a lip's rim shades into the gap over a px
+    lips = (polygon_coverage(landmarks[:, outer], size, supersample=2) - before).clamp(0, 1)
+    lip_colour = (x.float() * lips).sum((2, 3), keepdim=True) / lips.sum((2, 3), keepdim=True).clamp_min(1)
+    dark = (lip_colour + 1) * CAVITY_SHADE - 1  # [-1, 1] images: darkened toward black (-1)
+    teeth = 1 - (1 - lip_colour) * TEETH_SHADE  # lightened toward white (1)
+    # The upper teeth hang below the upper lip: a band at most TEETH_HEIGHT IOD, and at most
+    # 40% of the opening, tall; below it the dark inside.
+    moved = landmarks + moves
+    upper, _ = line_rows(moved[:, [60, 61, 62, 63, 64]], size)
+    lower, _ = line_rows(moved[:, [60, 67, 66, 65, 64]], size)
+    iod = (moved[:, 42:48].mean(1) - moved[:, 36:42].mean(1)).norm(dim=-1, keepdim=True)
+    height = torch.minimum(TEETH_HEIGHT * iod, 0.4 * (lower - upper).clamp_min(0))  # B x S
+    rows = torch.arange(size, device=x.device, dtype=torch.float32).view(1, -1, 1)
+    below_lip = rows - upper.unsqueeze(1)
+    in_teeth = (torch.sigmoid(2 * below_lip + 1) * torch.sigmoid(2 * (height.unsqueeze(1) - below_lip))).unsqueeze(1)
+    return dark + in_teeth * (teeth - dark), uncovered
 
 
 def motion_flow(landmarks: Tensor, moves: Tensor, image_size: int, resolution: int) -> Tensor:
     """B x 2 x r x r backward flow ([-1, 1] units, `generator.warp`'s convention) that makes the
     landmark moves: the output at q shows the input at q + flow(q), so at each moved landmark p + d
-    the flow is -d. It is a Gaussian radial-basis interpolation (FLOW_SIGMA) of those 68 values,
+    the flow is -d. It is a Gaussian radial-basis interpolation (FLOW_SIGMA) of those values,
     solved so that it meets them (up to FLOW_RIDGE) rather than averaging neighbours: an upper and
     a lower eyelid 4 px apart that move toward each other close the eye instead of cancelling
     (a normalised Gaussian average reached 11% of a blink's natural effect, this 56%), and no
@@ -243,6 +291,49 @@ def motion_flow(landmarks: Tensor, moves: Tensor, image_size: int, resolution: i
     flow = (flow / (image_size / 2)).view(-1, resolution, resolution, 2).permute(0, 3, 1, 2)
     flow = flow * local_unfolding(flow, image_size)
     return flow * unfolding_scale(flow, image_size).view(-1, 1, 1, 1)  # what the local pass left folded
+
+
+# Lips that part are one line of the input and two of the output: a smooth flow through both
+# lines overshoots and folds, the unfolding then weakens it, and the lips stretch instead of
+# parting (the lower lip pulled into a tall band that reads as a tongue). parted_lips_flow
+# interpolates the face above the mouth without the lower lip and the face below without the
+# upper lip, and cuts between them along the mouth's middle line.
+UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]  # the corners (48, 54, 60, 64) belong to both halves
+LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
+CUT_SOFTNESS = 0.5  # px: how sharply the cut switches between the halves across the mouth
+
+
+def parted_lips_flow(landmarks: Tensor, moves: Tensor, image_size: int) -> Tensor:
+    """B x 2 x S x S (S = image_size, for a sharp cut): motion_flow's flow with the lips free to
+    part: above the middle line of the moved mouth it is the flow of every landmark but the lower
+    lip's, below it that of every landmark but the upper lip's. Beyond the corners, where the two
+    flows nearly agree, the cut fades into their mean."""
+    keep_upper = [i for i in range(68) if i not in LOWER_LIP]
+    keep_lower = [i for i in range(68) if i not in UPPER_LIP]
+    upper = motion_flow(landmarks[:, keep_upper], moves[:, keep_upper], image_size, image_size)
+    lower = motion_flow(landmarks[:, keep_lower], moves[:, keep_lower], image_size, image_size)
+    return upper + below_mouth_line(landmarks + moves, image_size) * (lower - upper)
+
+
+def below_mouth_line(landmarks: Tensor, image_size: int) -> Tensor:
+    """B x 1 x S x S in [0, 1]: 1 below the middle line of the mouth (between the inner lip
+    lines, corner to corner), 0 above; the switch widens with the distance beyond the corners."""
+    top, bottom = landmarks[:, [60, 61, 62, 63, 64]], landmarks[:, [60, 67, 66, 65, 64]]
+    line, beyond = line_rows((top + bottom) / 2, image_size)
+    rows = torch.arange(image_size, device=landmarks.device, dtype=torch.float32).view(1, -1, 1)
+    return torch.sigmoid((rows - line.unsqueeze(1)) / (CUT_SOFTNESS + beyond).unsqueeze(1)).unsqueeze(1)
+
+
+def line_rows(points: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
+    """(B x S rows, B x S px beyond the ends) of the polyline through points (B x P x 2, pixels)
+    at each column, held flat beyond its left- and rightmost points."""
+    order = points[..., 0].argsort(-1)  # interpolation needs increasing x
+    xs, ys = points[..., 0].gather(-1, order), points[..., 1].gather(-1, order)
+    x = torch.arange(image_size, device=points.device, dtype=torch.float32).expand(len(points), -1).contiguous()
+    index = torch.searchsorted(xs.contiguous(), x).clamp(1, xs.shape[-1] - 1)
+    x0, x1, y0, y1 = xs.gather(-1, index - 1), xs.gather(-1, index), ys.gather(-1, index - 1), ys.gather(-1, index)
+    t = ((x - x0) / (x1 - x0).clamp_min(1e-3)).clamp(0, 1)
+    return y0 + t * (y1 - y0), (xs[:, :1] - x).clamp_min(0) + (x - xs[:, -1:]).clamp_min(0)
 
 
 def fold_free_factors(flow: Tensor, image_size: int, steps: int = 20) -> Tensor:

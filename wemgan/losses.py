@@ -159,7 +159,8 @@ def edit_regularisation(
         terms["mask"] = weights.lambda_mask * parts["mask"].float().mean()
         terms["mask_tv"] = weights.lambda_mask_tv * total_variation(parts["mask"])
     if "flow" in parts:
-        terms["flow"] = weights.lambda_flow * flow_smoothness(parts["flow"])
+        # The network's own flow: a motion prior is smooth where it should be and cut where lips part.
+        terms["flow"] = weights.lambda_flow * flow_smoothness(parts.get("network_flow", parts["flow"]))
         if weights.lambda_fold:
             terms["fold"] = weights.lambda_fold * flow_folding(parts["flow"])
         if weights.lambda_flow_magnitude:

@@ -77,6 +77,7 @@ class WEMGAN(
         motion_prior: a warp generator's flow starts from the landmark motion of real faces (see
             wemgan.generator.Generator); the model then holds a LandmarkRegressor too.
         stretch_gate: a warp generator adds colour only where its flow stretches the input.
+        mouth_cavity: with motion_prior, lips that the flow parts show a mouth's dark inside.
         provenance: how the weights were made, written by the exporter (data, steps,
             command); empty for a model that was never trained.
         face_template: where the 5 face landmarks sit in a training crop (fractions of the
@@ -108,6 +109,7 @@ class WEMGAN(
         flow_resolution: int = FLOW_RESOLUTION,
         motion_prior: bool = False,
         stretch_gate: bool = False,
+        mouth_cavity: bool = False,
         provenance: dict[str, Any] | None = None,
         face_template: Sequence[Sequence[float]] = facelib.DEFAULT_TEMPLATE,
     ) -> None:
@@ -118,6 +120,7 @@ class WEMGAN(
         self.generator = Generator(
             NUM_AUS, base_channels, max_channels, skip_levels, skip_kind, au_fusion, norm, image_size,
             generator_output, upsample, zero_gate, flow_resolution, motion_prior, stretch_gate,
+            mouth_cavity,
         )  # fmt: skip
         self.au_estimator = AUEstimator(
             NUM_AUS, estimator_channels, estimator_max_channels, estimator_calibration_knots
