@@ -134,6 +134,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="warp generators: colour only where the flow stretches the input (an opening mouth, a closing lid)",
     )
     add(
+        "--shading",
+        action="store_true",
+        help="warp generators: also a smooth brightness factor beside the flow (cheeks, folds; no colour, no dots)",
+    )
+    add(
         "--mouth_cavity",
         action="store_true",
         help="with --motion_prior: lips part along a cut and the gap shows a mouth's inside, not stretched lip",
@@ -163,6 +168,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--lambda_flow", type=float, default=10.0, help="warp generators: flow smoothness")
     add("--lambda_fold", type=float, default=0.0, help="warp generators: penalty where the flow folds the face")
     add("--lambda_flow_magnitude", type=float, default=0.0, help="warp generators: mean |flow| (L1: sparse motion)")
+    add("--lambda_shading", type=float, default=10.0, help="--shading: mean |shading| (L1: shade only what changes)")
     add(
         "--motion_prior",
         default=None,
@@ -209,6 +215,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--motion_prior is a flow: add --generator_output warp")
     if args.stretch_gate and args.generator_output != "warp":
         p.error("--stretch_gate reads the flow: add --generator_output warp")
+    if args.shading and args.generator_output != "warp":
+        p.error("--shading is predicted beside the flow: add --generator_output warp")
     if args.mouth_cavity and not args.motion_prior:
         p.error("--mouth_cavity follows the lips' landmarks: add --motion_prior")
     if args.lambda_landmark_motion and args.generator_output != "warp":
@@ -230,7 +238,7 @@ def build_networks(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
             NUM_AUS, args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
             output=args.generator_output, upsample=args.upsample, zero_gate=args.zero_gate,
             flow_resolution=args.flow_resolution, motion_prior=bool(args.motion_prior),
-            stretch_gate=args.stretch_gate, mouth_cavity=args.mouth_cavity,
+            stretch_gate=args.stretch_gate, mouth_cavity=args.mouth_cavity, shading=args.shading,
         ),
         "image_critic": ImageDiscriminator(NUM_AUS, args.critic_base_channels, args.critic_max_channels),
     }  # fmt: skip
@@ -261,7 +269,7 @@ def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estima
         estimator_max_channels=args.estimator_max_channels, generator_output=args.generator_output,
         upsample=args.upsample, estimator_calibration_knots=estimator.calibration_knots,
         zero_gate=args.zero_gate, flow_resolution=args.flow_resolution, motion_prior=bool(args.motion_prior),
-        stretch_gate=args.stretch_gate, mouth_cavity=args.mouth_cavity,
+        stretch_gate=args.stretch_gate, mouth_cavity=args.mouth_cavity, shading=args.shading,
         provenance={"dataset": str(args.dataset), "steps": step, "command": args.command, "config": args.config},
     )  # fmt: skip
     model.generator.load_state_dict(generator.state_dict())
@@ -390,7 +398,7 @@ def main(args: argparse.Namespace) -> None:
     decay_start = min((args.lr_decay_start_epoch - 1) * steps_per_epoch, total_steps)
     weights = LossWeights(args.lambda_gp, args.lambda_d_cond, args.lambda_g_cond, args.lambda_rec,
                           args.lambda_mask, args.lambda_mask_tv, args.lambda_flow, args.lambda_fold,
-                          args.lambda_flow_magnitude, args.lambda_landmark_motion)  # fmt: skip
+                          args.lambda_flow_magnitude, args.lambda_landmark_motion, args.lambda_shading)  # fmt: skip
     if accelerator.is_main_process:
         params = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
         print(f"{len(dataset)} samples, {steps_per_epoch} steps/epoch, {total_steps} steps, lr decay from "
@@ -451,7 +459,7 @@ def main(args: argparse.Namespace) -> None:
             if args.expression_loss == "estimator" and generator_turn:
                 expression = robust_expression(accelerator, frozen_estimator, x, donors, rng)
             if args.lambda_landmark_motion and (generator_turn or warmup):
-                motion = landmark_motion(x, u_rel, prior_basis, parted_lips=args.mouth_cavity)
+                motion = landmark_motion(x, u_rel, prior_basis, args.mouth_cavity, args.flow_resolution)
 
             if warmup:  # G learns to copy its input first: every step, no critics
                 terms = warmup_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, motion)
@@ -596,7 +604,13 @@ def robust_expression(accelerator, estimator: AUEstimator, x, donors, rng):
     return loss
 
 
-def landmark_motion(x: torch.Tensor, u_rel: torch.Tensor, basis: torch.Tensor | None = None, parted_lips: bool = False):
+def landmark_motion(
+    x: torch.Tensor,
+    u_rel: torch.Tensor,
+    basis: torch.Tensor | None = None,
+    parted_lips: bool = False,
+    flow_resolution: int = 32,
+):
     """--lambda_landmark_motion: flow -> landmark_motion_loss for G's batch of [x, x] edited by [u_rel, 0]:
     the flow should move x's landmarks as real faces' move for u_rel (wemgan.landmark_motion) and
     nothing for 0, so G(x, 0) keeps the face where it is (edit's paste-back subtracts it). basis: a
@@ -606,8 +620,9 @@ def landmark_motion(x: torch.Tensor, u_rel: torch.Tensor, basis: torch.Tensor | 
     moves = landmark_displacements(landmarks, u_rel, basis)
     landmarks, moves = torch.cat([landmarks, landmarks]), torch.cat([moves, torch.zeros_like(moves)])
     size = x.shape[-1]
-    if parted_lips:
-        return lambda flow: landmark_motion_loss(flow, parted_lips_flow(landmarks, moves, size), size)
+    if parted_lips:  # the flow is full size, its halves are computed at flow_resolution
+        target = parted_lips_flow(landmarks, moves, size, flow_resolution)
+        return lambda flow: landmark_motion_loss(flow, target, size)
     return lambda flow: landmark_motion_loss(flow, motion_flow(landmarks, moves, size, flow.shape[-1]), size)
 
 

@@ -325,17 +325,17 @@ def test_parted_lips_flow_opens_pressed_lips_and_leaves_the_upper_lip_where_it_i
     landmarks[0, 61:64, 1], landmarks[0, 65:68, 1] = 94.25, 93.75
     moves = opened_mouth_moves(landmarks)
     lower_inner = (landmarks + moves)[0, 66].round().long()  # where the lower lip's middle should go
-    cut = parted_lips_flow(landmarks, moves, SIZE) * (SIZE / 2)
+    cut = parted_lips_flow(landmarks, moves, SIZE, 32) * (SIZE / 2)
     assert cut[0, 1, lower_inner[1], lower_inner[0]] < -0.9 * 6  # it shows the lip from 6 px up
     assert cut[0, :, 86:93, 56:73].abs().max() < 1  # the upper lip stays (within a px of 6)
     assert cut[0, :, :60].abs().max() < 0.1  # eyes and brows do not move
-    assert parted_lips_flow(landmarks, torch.zeros_like(moves), SIZE).abs().max() == 0
+    assert parted_lips_flow(landmarks, torch.zeros_like(moves), SIZE, 32).abs().max() == 0
 
 
 def test_mouth_cavity_paints_what_parting_uncovers_dark_with_teeth_under_the_upper_lip():
     landmarks = drawn_face_landmarks()
     moves = opened_mouth_moves(landmarks)
-    flow = parted_lips_flow(landmarks, moves, SIZE)
+    flow = parted_lips_flow(landmarks, moves, SIZE, 32)
     lips = torch.tensor([0.6, -0.2, -0.2]).view(1, 3, 1, 1)  # red lips on grey skin, [-1, 1]
     outer = polygon_coverage(landmarks[:, 48:60], SIZE)
     x = outer * lips + (1 - outer) * 0.3
@@ -370,6 +370,29 @@ def test_mouth_cavity_generator_opens_the_mouth_dark_and_keeps_no_change_exact()
     assert torch.equal(still, x)
     with pytest.raises(ValueError, match="mouth_cavity needs motion_prior"):
         Generator(17, 8, 16, 5, output="warp", mouth_cavity=True)
+
+
+def test_shading_changes_brightness_smoothly_and_never_colour():
+    from wemgan.generator import MAX_SHADING, Generator
+    from wemgan.losses import LossWeights, edit_regularisation
+
+    torch.manual_seed(0)
+    generator = Generator(17, 8, 16, 5, output="warp", upsample="resize", shading=True)
+    torch.nn.init.constant_(generator.to_mask.bias, -30.0)  # no colour head
+    x = torch.rand(1, 3, SIZE, SIZE) * 1.2 - 0.9  # [-0.9, 0.3]: no pixel darkened or brightened out of range
+    with torch.no_grad():
+        assert torch.equal(generator(x, torch.zeros(1, 17)), x)  # an untrained head shades nothing
+        generator.to_shading.weight.normal_(0, 1.0)  # a shading that varies over the face
+        shaded, parts = generator(x, torch.zeros(1, 17), return_parts=True)
+    gain = (shaded + 1) / (x + 1)  # per pixel and channel: what the brightness was multiplied by
+    assert torch.allclose(gain, gain[:, :1].expand_as(gain), atol=1e-4)  # R, G and B alike: no colour change
+    assert gain.std() > 0.02 and (gain - 1).abs().max() <= MAX_SHADING + 1e-4
+    rough = (gain[..., 1:, :] - gain[..., :-1, :]).abs().max()
+    assert rough <= 2 * MAX_SHADING / 4 + 1e-4  # neighbours differ by at most a quarter of the range: no dots
+    terms = edit_regularisation(parts, LossWeights())
+    assert terms["shading"] > 0
+    with pytest.raises(ValueError, match="shading needs output 'warp'"):
+        Generator(17, 8, 16, 5, output="mask", shading=True)
 
 
 def test_motion_prior_model_round_trips_with_its_regressor_and_basis(tmp_path):
@@ -421,13 +444,14 @@ def test_train_with_a_motion_prior_exports_it(tmp_path):
     train_regressor(str(tmp_path / "train"), tmp_path / "regressor", steps=2, batch_size=4, holdout=4)
     train(tmp_path / "run", "--dataset", str(tmp_path / "train"), "--max_train_steps", "2", "--n_critic", "1",
           "--generator_output", "warp", "--upsample", "resize", "--motion_prior", str(tmp_path / "regressor"),
-          "--lambda_landmark_motion", "50", "--stretch_gate", "--mouth_cavity", "--lambda_g_cond", "0",
+          "--lambda_landmark_motion", "50", "--stretch_gate", "--mouth_cavity", "--shading", "--lambda_g_cond", "30",
           "--log_steps", "1")  # fmt: skip
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     held = [record["g/landmark_motion"] for record in logged if "g/landmark_motion" in record]
-    assert held and all(math.isfinite(v) for v in held)  # the long run's recipe: prior, landmark term, gate, cavity
+    assert held and all(math.isfinite(v) for v in held)  # the trial's recipe: prior, landmark term, cavity, shading
     model = WEMGAN.from_pretrained(tmp_path / "run" / "hub")
-    assert model.generator.stretch_gate and model.generator.mouth_cavity
+    assert model.generator.stretch_gate and model.generator.mouth_cavity and model.generator.shading
+    assert any("g/shading" in record for record in logged)
     trained = safetensors.torch.load_file(tmp_path / "regressor" / "model.safetensors")
     exported = model.generator.landmark_regressor.state_dict()
     assert model.generator.motion_prior and all(torch.equal(v, exported[k].float()) for k, v in trained.items())

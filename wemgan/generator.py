@@ -40,6 +40,7 @@ MASK_BIAS = -4.0  # initial mask logit: sigmoid(-4) = 0.02, so an untrained mask
 STRETCH_FLOOR = 0.1  # stretch_gate: stretching an area by less than 10% is ordinary motion, no colour
 STRETCH_GAIN = 4.0  # stretch_gate: colour is fully allowed where the flow stretches the input by 35% of its area
 STRETCH_REACH = 5  # px at 128 px: the allowed region is widened so colour can cover the stretched region's rim
+MAX_SHADING = 0.3  # shading: the largest brightening or darkening, as a fraction of a pixel's brightness
 GATE_GAIN = 4.0  # zero_gate: flow and mask scale by tanh(4 |u|): 0.38 at |u| = 0.1, 0.96 at 0.5
 
 
@@ -228,6 +229,11 @@ class Generator(nn.Module):
         mouth_cavity: motion_prior only: where the flow parts lips that were closed, the gap is
             drawn as a mouth's dark inside (`landmark_motion.mouth_cavity`) instead of the
             stretched lip a warp makes of it, or the specks a colour head painted there.
+        shading: warp output only: the moved face is brightened or darkened by a smooth factor
+            the decoder predicts beside the flow (1 ± MAX_SHADING, on the flow's grid, resized):
+            what cheeks raised by a smile (AU06) and deepened folds (AU10, AU14) change besides
+            motion. It scales R, G and B alike, so it cannot change a colour, and on a 4-px grid
+            it cannot draw a dot.
     """
 
     def __init__(
@@ -247,12 +253,15 @@ class Generator(nn.Module):
         motion_prior: bool = False,
         stretch_gate: bool = False,
         mouth_cavity: bool = False,
+        shading: bool = False,
     ) -> None:
         super().__init__()
         if output not in ("image", "mask", "warp"):
             raise ValueError(f"output must be 'image', 'mask' or 'warp', got {output!r}")
         if motion_prior and output != "warp":
             raise ValueError("motion_prior needs output 'warp' (the prior is a flow)")
+        if shading and output != "warp":
+            raise ValueError("shading needs output 'warp' (it is predicted beside the flow)")
         if mouth_cavity and not motion_prior:
             raise ValueError("mouth_cavity needs motion_prior (it follows the landmarks of the lips)")
         if stretch_gate and output != "warp":
@@ -281,6 +290,7 @@ class Generator(nn.Module):
         self.zero_gate = zero_gate
         self.stretch_gate = stretch_gate
         self.mouth_cavity = mouth_cavity
+        self.shading = shading
         self.skip_depths = SKIP_DEPTHS[skip_levels]
         self.flow_depth = flow_sizes[flow_resolution]
 
@@ -315,6 +325,10 @@ class Generator(nn.Module):
             self.to_flow = nn.Conv2d(widths[self.flow_depth], 2, 3, 1, 1)
             nn.init.zeros_(self.to_flow.weight)  # starts as the identity warp (or the motion prior alone)
             nn.init.zeros_(self.to_flow.bias)
+        if shading:
+            self.to_shading = nn.Conv2d(widths[self.flow_depth], 1, 3, 1, 1)
+            nn.init.zeros_(self.to_shading.weight)  # starts as no shading
+            nn.init.zeros_(self.to_shading.bias)
         self.motion_prior = motion_prior
         if motion_prior:
             # Imported here: the regressor builds on discriminators (which import this module), and
@@ -334,13 +348,13 @@ class Generator(nn.Module):
             landmarks = self.landmark_regressor(x).float()
             moves = landmark_displacements(landmarks, aus.float(), self.motion_basis.float())
             if self.mouth_cavity:  # a full-size flow with a cut between the lips
-                return parted_lips_flow(landmarks, moves, self.image_size), landmarks, moves
+                return parted_lips_flow(landmarks, moves, self.image_size, resolution), landmarks, moves
             return motion_flow(landmarks, moves, self.image_size, resolution), landmarks, moves
 
     def forward(self, x: Tensor, aus: Tensor, return_parts: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """The edited image; with return_parts, also {"mask": B x 1 x S x S, "flow": B x 2 x s x s,
-        "network_flow": the decoder's part of the flow, "cavity": mouth_cavity's mask} (those the
-        output kind has) for the mask and flow regularisers."""
+        "network_flow": the decoder's part of the flow, "cavity": mouth_cavity's mask, "shading":
+        B x 1 x s x s} (those the output kind has) for the mask, flow and shading regularisers."""
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2:] != (self.image_size,) * 2:
             raise ValueError(
                 f"Generator expects images of shape B x 3 x {self.image_size} x {self.image_size}, got {tuple(x.shape)}"
@@ -369,6 +383,9 @@ class Generator(nn.Module):
                         flow = nn.functional.interpolate(flow, prior.shape[-2:], mode="bilinear", align_corners=False)
                     flow = flow + prior.to(flow.dtype)
                 parts["flow"] = flow if gate is None else flow * gate.to(flow.dtype)
+                if self.shading:
+                    shading = MAX_SHADING * torch.tanh(self.to_shading(h))
+                    parts["shading"] = shading if gate is None else shading * gate.to(shading.dtype)
         if 0 in skips:
             h = torch.cat([h, skips[0]], 1)
         colour = self.to_rgb(h)
@@ -385,6 +402,9 @@ class Generator(nn.Module):
             mask = mask * allowed.to(mask.dtype)
         parts["mask"] = mask = mask if gate is None else mask * gate.to(mask.dtype)
         base = warp(x, parts["flow"]) if self.output == "warp" else x
+        if self.shading:  # brightness only, on a 4-px grid: it can shade a cheek, not paint a colour or a dot
+            shading = nn.functional.interpolate(parts["shading"], base.shape[-2:], mode="bilinear", align_corners=False)
+            base = (base + (base + 1) * shading.to(base.dtype)).clamp(-1, 1)  # brightness (base + 1) / 2 scaled
         edited = base + mask * (colour - base)
         if self.mouth_cavity:  # drawn over whatever the colour head made of the gap
             from .landmark_motion import mouth_cavity

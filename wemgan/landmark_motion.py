@@ -236,15 +236,15 @@ def mouth_cavity(x: Tensor, landmarks: Tensor, moves: Tensor, flow: Tensor) -> t
 
     size = x.shape[-1]
     inner, outer = list(range(60, 68)), list(range(48, 60))
-    before = polygon_coverage(landmarks[:, inner], size, supersample=4)
-    after = polygon_coverage((landmarks + moves)[:, inner], size, supersample=4)
+    before = polygon_coverage(landmarks[:, inner], size, supersample=2)
+    after = polygon_coverage((landmarks + moves)[:, inner], size, supersample=2)
     # What was inside and is only moved stays; what is magnified past twice its size (lips a
     # pixel apart, pulled open) is a smear of the lips' edges and is painted too.
     smeared = (4 * (flow_stretch(flow.float(), size) - 0.5)).clamp(0, 1)
     smeared = nn.functional.interpolate(smeared, size=(size, size), mode="bilinear", align_corners=False)
     uncovered = (after - warp(before, flow) * (1 - smeared)).clamp(0, 1)
     uncovered = nn.functional.avg_pool2d(uncovered, 3, 1, 1)  # a lip's rim shades into the gap over a px
-    lips = (polygon_coverage(landmarks[:, outer], size, supersample=2) - before).clamp(0, 1)
+    lips = (polygon_coverage(landmarks[:, outer], size) - before).clamp(0, 1)
     lip_colour = (x.float() * lips).sum((2, 3), keepdim=True) / lips.sum((2, 3), keepdim=True).clamp_min(1)
     dark = (lip_colour + 1) * CAVITY_SHADE - 1  # [-1, 1] images: darkened toward black (-1)
     teeth = 1 - (1 - lip_colour) * TEETH_SHADE  # lightened toward white (1)
@@ -303,15 +303,25 @@ LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
 CUT_SOFTNESS = 0.5  # px: how sharply the cut switches between the halves across the mouth
 
 
-def parted_lips_flow(landmarks: Tensor, moves: Tensor, image_size: int) -> Tensor:
+def parted_lips_flow(landmarks: Tensor, moves: Tensor, image_size: int, resolution: int) -> Tensor:
     """B x 2 x S x S (S = image_size, for a sharp cut): motion_flow's flow with the lips free to
     part: above the middle line of the moved mouth it is the flow of every landmark but the lower
-    lip's, below it that of every landmark but the upper lip's. Beyond the corners, where the two
-    flows nearly agree, the cut fades into their mean."""
+    lip's, below it that of every landmark but the upper lip's. Each half is smooth and is
+    computed on the r x r grid (resolution) as motion_flow's, then resized; only the cut is
+    drawn at full size. Beyond the corners, where the two flows nearly agree, the cut fades into
+    their mean."""
     keep_upper = [i for i in range(68) if i not in LOWER_LIP]
     keep_lower = [i for i in range(68) if i not in UPPER_LIP]
-    upper = motion_flow(landmarks[:, keep_upper], moves[:, keep_upper], image_size, image_size)
-    lower = motion_flow(landmarks[:, keep_lower], moves[:, keep_lower], image_size, image_size)
+    halves = torch.cat(
+        [
+            motion_flow(landmarks[:, keep_upper], moves[:, keep_upper], image_size, resolution),
+            motion_flow(landmarks[:, keep_lower], moves[:, keep_lower], image_size, resolution),
+        ],
+        1,
+    )
+    if resolution != image_size:
+        halves = nn.functional.interpolate(halves, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    upper, lower = halves.split(2, 1)
     return upper + below_mouth_line(landmarks + moves, image_size) * (lower - upper)
 
 

@@ -36,6 +36,7 @@ class LossWeights:
     lambda_fold: float = 0.0  # where the warp folds or squeezes an area below FOLD_MARGIN of its size
     lambda_flow_magnitude: float = 0.0  # mean |flow|: move only what the expression needs
     lambda_landmark_motion: float = 0.0  # px from the landmark moves real faces make (wemgan.landmark_motion)
+    lambda_shading: float = 10.0  # mean |shading|: shade only where the expression changes the light
 
 
 def gradient_penalty(
@@ -169,6 +170,8 @@ def edit_regularisation(
             terms["flow_magnitude"] = weights.lambda_flow_magnitude * parts["flow"].float().abs().mean()
         if landmark_motion is not None:
             terms["landmark_motion"] = weights.lambda_landmark_motion * landmark_motion(parts["flow"])
+    if "shading" in parts:
+        terms["shading"] = weights.lambda_shading * parts["shading"].float().abs().mean()
     return terms
 
 
