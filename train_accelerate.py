@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from PIL import Image
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
@@ -219,6 +219,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--shading is predicted beside the flow: add --generator_output warp")
     if args.mouth_cavity and not args.motion_prior:
         p.error("--mouth_cavity follows the lips' landmarks: add --motion_prior")
+    if args.mouth_cavity and args.stretch_gate:
+        p.error("--stretch_gate limits the colour head, which --mouth_cavity replaces: choose one")
     if args.lambda_landmark_motion and args.generator_output != "warp":
         p.error("--lambda_landmark_motion needs a flow to supervise: add --generator_output warp")
     preset = dict(PRESETS[args.preset])
@@ -339,6 +341,8 @@ def main(args: argparse.Namespace) -> None:
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         # Shuffling seeded by (seed, epoch): a resumed run sees batches in the same order.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        # --mouth_cavity's generator does not run its colour head: DDP must not wait for its gradients
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if args.mouth_cavity else [],
     )
     set_seed(args.seed)
     if args.max_cpu_minutes is not None and accelerator.num_processes > 1:

@@ -102,8 +102,9 @@ def with_prior_changes(model: WEMGAN, prior_only: bool, mouth_cavity: bool, moti
         raise SystemExit(f"--motion-strength must be in (0, 2], got {motion_strength}")
     config = {key: value for key, value in model._hub_mixin_config.items() if key != "provenance"}  # type: ignore[attr-defined]
     changes = dict(model.provenance.get("prior_changes", {}))
-    if mouth_cavity:
+    if mouth_cavity:  # the cavity replaces the colour head, which the stretch gate limited
         config["mouth_cavity"] = changes["mouth_cavity"] = True
+        config["stretch_gate"] = False
     if prior_only:
         changes["prior_only"] = True
     if motion_strength is not None:

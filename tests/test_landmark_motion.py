@@ -370,6 +370,11 @@ def test_mouth_cavity_generator_opens_the_mouth_dark_and_keeps_no_change_exact()
     assert torch.equal(still, x)
     with pytest.raises(ValueError, match="mouth_cavity needs motion_prior"):
         Generator(17, 8, 16, 5, output="warp", mouth_cavity=True)
+    with pytest.raises(ValueError, match="mouth_cavity replaces"):
+        Generator(17, 8, 16, 5, output="warp", motion_prior=True, mouth_cavity=True, stretch_gate=True)
+    torch.nn.init.constant_(generator.to_mask.bias, 30.0)  # a colour head that would paint everything
+    with torch.no_grad():
+        assert torch.equal(generator(x, u), edited) and "mask" not in generator(x, u, return_parts=True)[1]
 
 
 def test_shading_changes_brightness_smoothly_and_never_colour():
@@ -444,13 +449,13 @@ def test_train_with_a_motion_prior_exports_it(tmp_path):
     train_regressor(str(tmp_path / "train"), tmp_path / "regressor", steps=2, batch_size=4, holdout=4)
     train(tmp_path / "run", "--dataset", str(tmp_path / "train"), "--max_train_steps", "2", "--n_critic", "1",
           "--generator_output", "warp", "--upsample", "resize", "--motion_prior", str(tmp_path / "regressor"),
-          "--lambda_landmark_motion", "50", "--stretch_gate", "--mouth_cavity", "--shading", "--lambda_g_cond", "30",
+          "--lambda_landmark_motion", "50", "--mouth_cavity", "--shading", "--lambda_g_cond", "30",
           "--log_steps", "1")  # fmt: skip
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     held = [record["g/landmark_motion"] for record in logged if "g/landmark_motion" in record]
     assert held and all(math.isfinite(v) for v in held)  # the trial's recipe: prior, landmark term, cavity, shading
     model = WEMGAN.from_pretrained(tmp_path / "run" / "hub")
-    assert model.generator.stretch_gate and model.generator.mouth_cavity and model.generator.shading
+    assert model.generator.mouth_cavity and model.generator.shading and not model.generator.stretch_gate
     assert any("g/shading" in record for record in logged)
     trained = safetensors.torch.load_file(tmp_path / "regressor" / "model.safetensors")
     exported = model.generator.landmark_regressor.state_dict()

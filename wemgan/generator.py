@@ -226,9 +226,12 @@ class Generator(nn.Module):
             decoder's own flow is noisy, and its small local stretches let colour through; closing
             lids stretch but show their own skin. Without these limits the colour head painted
             dark blobs under the nose, white spots on an iris and pale lids (docs/recipe-trials.md).
-        mouth_cavity: motion_prior only: where the flow parts lips that were closed, the gap is
-            drawn as a mouth's dark inside (`landmark_motion.mouth_cavity`) instead of the
-            stretched lip a warp makes of it, or the specks a colour head painted there.
+        mouth_cavity: motion_prior only: the lips part along a cut, and the gap is drawn as a
+            mouth's inside (`landmark_motion.mouth_cavity`) instead of the stretched lip a warp
+            makes of it. It replaces the colour head, which is then not run (the decoder stops at
+            the flow's map): every colour head tried painted specks, magenta lips or blotches as
+            soon as an AU loss could reward it (docs/recipe-trials.md). x' = cavity over
+            shading(warp(x, F)).
         shading: warp output only: the moved face is brightened or darkened by a smooth factor
             the decoder predicts beside the flow (1 ± MAX_SHADING, on the flow's grid, resized):
             what cheeks raised by a smile (AU06) and deepened folds (AU10, AU14) change besides
@@ -264,6 +267,8 @@ class Generator(nn.Module):
             raise ValueError("shading needs output 'warp' (it is predicted beside the flow)")
         if mouth_cavity and not motion_prior:
             raise ValueError("mouth_cavity needs motion_prior (it follows the landmarks of the lips)")
+        if mouth_cavity and stretch_gate:
+            raise ValueError("stretch_gate limits the colour head, which mouth_cavity replaces: choose one")
         if stretch_gate and output != "warp":
             raise ValueError("stretch_gate needs output 'warp' (it reads the flow)")
         if zero_gate and output == "image":
@@ -386,6 +391,11 @@ class Generator(nn.Module):
                 if self.shading:
                     shading = MAX_SHADING * torch.tanh(self.to_shading(h))
                     parts["shading"] = shading if gate is None else shading * gate.to(shading.dtype)
+                if self.mouth_cavity:  # nothing is painted: the finer maps only feed the colour head
+                    edited = self.with_mouth_cavity(
+                        x, self.shaded(warp(x, parts["flow"]), parts), parts, landmarks, moves
+                    )
+                    return (edited, parts) if return_parts else edited
         if 0 in skips:
             h = torch.cat([h, skips[0]], 1)
         colour = self.to_rgb(h)
@@ -401,15 +411,22 @@ class Generator(nn.Module):
                 allowed = stretch_allowance(parts["flow"].detach().float(), self.image_size)
             mask = mask * allowed.to(mask.dtype)
         parts["mask"] = mask = mask if gate is None else mask * gate.to(mask.dtype)
-        base = warp(x, parts["flow"]) if self.output == "warp" else x
-        if self.shading:  # brightness only, on a 4-px grid: it can shade a cheek, not paint a colour or a dot
-            shading = nn.functional.interpolate(parts["shading"], base.shape[-2:], mode="bilinear", align_corners=False)
-            base = (base + (base + 1) * shading.to(base.dtype)).clamp(-1, 1)  # brightness (base + 1) / 2 scaled
+        base = self.shaded(warp(x, parts["flow"]), parts) if self.output == "warp" else x
         edited = base + mask * (colour - base)
-        if self.mouth_cavity:  # drawn over whatever the colour head made of the gap
-            from .landmark_motion import mouth_cavity
-
-            with torch.no_grad():
-                cavity, parts["cavity"] = mouth_cavity(x, landmarks, moves, parts["flow"].float())
-            edited = edited + parts["cavity"].to(edited.dtype) * (cavity.to(edited.dtype) - edited)
         return (edited, parts) if return_parts else edited
+
+    def shaded(self, image: Tensor, parts: dict[str, Tensor]) -> Tensor:
+        """shading: the image's brightness scaled by 1 + the shading, resized from the flow's grid
+        (R, G and B alike: it can darken a fold or lighten a cheek, not paint a colour or a dot)."""
+        if not self.shading:
+            return image
+        shading = nn.functional.interpolate(parts["shading"], image.shape[-2:], mode="bilinear", align_corners=False)
+        return (image + (image + 1) * shading.to(image.dtype)).clamp(-1, 1)  # brightness = (image + 1) / 2
+
+    def with_mouth_cavity(self, x: Tensor, moved: Tensor, parts: dict[str, Tensor], landmarks: Tensor, moves: Tensor):
+        """mouth_cavity: the moved face with the inside of the mouth its flow opens drawn in."""
+        from .landmark_motion import mouth_cavity
+
+        with torch.no_grad():
+            cavity, parts["cavity"] = mouth_cavity(x, landmarks, moves, parts["flow"].float())
+        return moved + parts["cavity"].to(moved.dtype) * (cavity.to(moved.dtype) - moved)
