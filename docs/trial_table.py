@@ -18,7 +18,7 @@ SINGLE = ("AU01", "AU02", "AU04", "AU06", "AU12", "AU25", "AU26", "AU45")
 COLUMNS = [
     "trial", "steps", "judge ED ratio ↓", "Happy lip lift", "Surprise brows", "Surprise mouth",
     "single AUs ≥ 0.4 (of 8)", "chroma max ↓", "speckle max ↓", "moved chroma max ↓", "moved speckle max ↓",
-    "ACD transfer ↓", "ACD presets max ↓", "rec PSNR ↑",
+    "moved smudge max ↓", "ACD transfer ↓", "ACD presets max ↓", "rec PSNR ↑",
 ]  # fmt: skip
 
 
@@ -38,6 +38,7 @@ def row(name: str, results: dict, mode: str) -> list[str]:
         f"{max(edits[k]['speckle_share'] for k in kinds):.3f}",
         moved_max(edits, kinds, "moved_chroma_ratio", ".2f"),
         moved_max(edits, kinds, "moved_speckle_share", ".3f"),
+        moved_max(edits, kinds, "moved_smudge_share", ".3f"),
         f"{edits['transfer'].get('acd', float('nan')):.3f}",
         f"{max(edits[k].get('acd', float('nan')) for k in PRESETS):.3f}",
         f"{results['metrics']['psnr']:.2f}",

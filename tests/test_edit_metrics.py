@@ -106,9 +106,10 @@ needs_opencv = pytest.mark.skipif(
 
 
 @needs_opencv
-def test_moved_measures_forgive_motion_and_keep_painted_colour():
+def test_moved_measures_forgive_motion_and_keep_painted_colour_and_smudges():
     """A red lip moved 3 px over skin changes colour at its edges like a blotch does (plain
-    chroma ratio); once the source is moved onto the edit, only the painted blotch is left.
+    chroma ratio); once the source is moved onto the edit, only the painted blotch is left, and
+    a grey patch, which the chroma ratio cannot see, is a smudge.
     (Smooth skin: resampling along a sub-pixel flow blurs pixel noise, which the moved speckle
     share counts; real crops keep ~0.05 of a warp's energy there, docs/recipe-trials.md.)"""
     skin = _skin(2, noise=0).astype(np.float64)
@@ -129,6 +130,13 @@ def test_moved_measures_forgive_motion_and_keep_painted_colour():
     assert motion["moved_speckle_share"] < metrics.pooled_speckle_share(source, moved_lip)
     assert painted["moved_speckle_share"] < 0.05  # a smooth blotch is no speckle, moved or not
     assert np.isnan(metrics.pooled_moved_measures(source, source)["moved_chroma_ratio"])  # no change at all
+    # A soft patch is a smudge whether it changes colour or only light; moving the lip is not.
+    greyed = np.clip(source.astype(np.float64) - 40 * _blob((40, 50), sigma=6)[None, ..., None], 0, 255)
+    shaded = metrics.pooled_moved_measures(source, greyed.round().astype(np.uint8))
+    assert painted["moved_smudge_share"] > 0.6 and motion["moved_smudge_share"] < 0.15
+    # Optical flow explains part of a grey patch on textureless skin as motion; it stays 3x the lip's.
+    assert shaded["moved_smudge_share"] > 3 * motion["moved_smudge_share"]
+    assert shaded["moved_chroma_ratio"] < 0.5 * painted["moved_chroma_ratio"]  # what the chroma ratio misses
 
 
 def test_speckle_share_is_small_for_a_smooth_change_and_large_for_dots():
@@ -218,6 +226,7 @@ def test_packaged_calibration_and_reference_points():
     assert 0.5 < video["chroma_ratio"] < 1.5 and 0.02 < video["speckle_share"] < 0.15
     assert darkening["chroma_ratio"] < 0.3 * video["chroma_ratio"]
     assert 0.2 < video["moved_chroma_ratio"] < video["chroma_ratio"]  # teeth and shading are not motion
+    assert 0.05 < video["moved_smudge_share"] < 0.2 < 0.9 < darkening["moved_smudge_share"]  # light alone: all smudge
     assert video["geometry_change"]["lip_corner_lift"]["max"] > 0.1  # she laughs
     assert video["geometry_change"]["mouth_opening"]["mean"] > 0.1
     for name in geometry.MEASURES:

@@ -99,7 +99,8 @@ def score_edits(
     geometry_reason = metrics.geometry_unavailable()
     moved_reason = metrics.motion_compensation_unavailable()
     if moved_reason:
-        unavailable["moved_chroma_ratio"] = unavailable["moved_speckle_share"] = moved_reason
+        for key in ("moved_chroma_ratio", "moved_speckle_share", "moved_smudge_share"):
+            unavailable[key] = moved_reason
     if geometry_reason:
         unavailable["geometry"] = geometry_reason
     effects = metrics.natural_effects()
@@ -175,12 +176,14 @@ def markdown(scores: dict[str, Any], reference: dict[str, Any]) -> list[str]:
         f"{video['chroma_ratio']:.2f} and speckle share {video['speckle_share']:.3f}; a 10% darkening "
         f"has {dark['chroma_ratio']:.2f} and {dark['speckle_share']:.3f}. Moved (colour and speckles left once "
         f"the source is moved onto the edit by optical flow): the real change {_fmt(video.get('moved_chroma_ratio'))} "
-        f"and {_fmt(video.get('moved_speckle_share'))}. Geometry fractions: 1 = the "
+        f"and {_fmt(video.get('moved_speckle_share'))}; moved smudge (soft patches of light or colour left) "
+        f"{_fmt(video.get('moved_smudge_share'))}, the darkening {_fmt(dark.get('moved_smudge_share'))}. "
+        "Geometry fractions: 1 = the "
         "change between real faces-au faces with and without the AU.",
         "",
         "| edit | mode | judge ED ratio ↓ | geometry (fraction of natural) ↑ | chroma ↓ | speckle ↓ "
-        "| moved chroma ↓ | moved speckle ↓ | ACD ↓ |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+        "| moved chroma ↓ | moved speckle ↓ | moved smudge ↓ | ACD ↓ |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for kind in ("transfer", *PRESETS):
         for mode in ("user", "raw"):
@@ -190,13 +193,14 @@ def markdown(scores: dict[str, Any], reference: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {kind} | {mode} | {_fmt(row.get('judge_ed_ratio'))} | {geometry or '–'} | "
                 f"{_fmt(row['chroma_ratio'])} | {_fmt(row['speckle_share'])} | {_fmt(row.get('moved_chroma_ratio'))} | "
-                f"{_fmt(row.get('moved_speckle_share'))} | {_fmt(row.get('acd'))} |"
+                f"{_fmt(row.get('moved_speckle_share'))} | {_fmt(row.get('moved_smudge_share'))} | "
+                f"{_fmt(row.get('acd'))} |"
             )
     lines += [
         "",
         "| single AU 0 → 0.8 | mode | faces | measure | fraction of natural ↑ | chroma ↓ | speckle ↓ "
-        "| moved chroma ↓ | moved speckle ↓ |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+        "| moved chroma ↓ | moved speckle ↓ | moved smudge ↓ |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for au in SINGLE_AUS:
         for mode in ("user", "raw"):
@@ -205,7 +209,8 @@ def markdown(scores: dict[str, Any], reference: dict[str, Any]) -> list[str]:
                 lines.append(
                     f"| {au} | {mode} | {row['faces']} | {row['measure']} | {row['fraction']:.2f} | "
                     f"{row['chroma_ratio']:.2f} | {row['speckle_share']:.3f} | "
-                    f"{_fmt(row.get('moved_chroma_ratio'))} | {_fmt(row.get('moved_speckle_share'))} |"
+                    f"{_fmt(row.get('moved_chroma_ratio'))} | {_fmt(row.get('moved_speckle_share'))} | "
+                    f"{_fmt(row.get('moved_smudge_share'))} |"
                 )
     return [*lines, ""]
 
