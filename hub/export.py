@@ -31,7 +31,7 @@ import torch
 
 from wemgan import WEMGAN
 from wemgan.au_training import load_trained_estimator
-from wemgan.export import list_checkpoints, model_card, write_hub_folder
+from wemgan.export import list_checkpoints, model_card, model_config, write_hub_folder
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -79,7 +79,7 @@ def with_estimator(model: WEMGAN, folder: Path) -> WEMGAN:
     """A copy of `model` whose AU estimator is the stand-alone one in `folder`; the provenance
     records where it came from."""
     estimator, record = load_trained_estimator(folder)
-    config = {key: value for key, value in model._hub_mixin_config.items() if key != "provenance"}  # type: ignore[attr-defined]
+    config = model_config(model)
     config |= {
         "estimator_channels": record["estimator_channels"],
         "estimator_max_channels": record["estimator_max_channels"],
@@ -100,7 +100,7 @@ def with_prior_changes(model: WEMGAN, prior_only: bool, mouth_cavity: bool, moti
         raise SystemExit("--prior-only, --mouth-cavity and --motion-strength need a motion-prior generator")
     if motion_strength is not None and not 0 < motion_strength <= 2:
         raise SystemExit(f"--motion-strength must be in (0, 2], got {motion_strength}")
-    config = {key: value for key, value in model._hub_mixin_config.items() if key != "provenance"}  # type: ignore[attr-defined]
+    config = model_config(model)
     changes = dict(model.provenance.get("prior_changes", {}))
     if mouth_cavity:  # the cavity replaces the colour head, which the stretch gate limited
         config["mouth_cavity"] = changes["mouth_cavity"] = True

@@ -45,11 +45,17 @@ def data_licence(dataset: str) -> tuple[str, str]:
     return "other", f"Trained on `{dataset}`: the model inherits the licence of that data; check it before use."
 
 
+def model_config(model: WEMGAN) -> dict[str, Any]:
+    """The model's constructor arguments (config.json) without its provenance: the architecture,
+    to build a copy or a variant from."""
+    return {k: v for k, v in model._hub_mixin_config.items() if k != "provenance"}  # type: ignore[attr-defined]
+
+
 def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> str:
     """A model card from the model's config and provenance (dataset, command, steps, ...)."""
     info = model.provenance
     licence, data_text = data_licence(str(info.get("dataset", "unknown")))
-    config = {k: v for k, v in model._hub_mixin_config.items() if k != "provenance"}  # type: ignore[attr-defined]
+    config = model_config(model)
     front = {
         "library_name": "wemgan",
         "license": licence,

@@ -345,8 +345,9 @@ class Generator(nn.Module):
             self.register_buffer("motion_basis", motion_basis().clone())  # 17 x 68 x 2, see landmark_motion
 
     def prior_flow(self, x: Tensor, aus: Tensor, resolution: int) -> tuple[Tensor, Tensor, Tensor]:
-        """motion_prior: the flow (B x 2 x r x r) that moves x's landmarks as real faces' move for
-        aus, with those landmarks and moves (B x 68 x 2 pixels each)."""
+        """motion_prior: the flow (B x 2 x r x r; with mouth_cavity B x 2 x S x S, cut between the
+        lips) that moves x's landmarks as real faces' move for aus, with those landmarks and moves
+        (B x 68 x 2 pixels each)."""
         from .landmark_motion import landmark_displacements, motion_flow, parted_lips_flow
 
         with torch.no_grad():

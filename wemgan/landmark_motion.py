@@ -66,6 +66,8 @@ FOLD_MARGIN = 0.05  # smallest Jacobian determinant of the warp allowed: 0 is a 
 UNFOLD_REACH = 20.0  # px at 128 px: how far around a fold local_unfolding weakens the flow (5 points at 32 px)
 FLOW_RIDGE = 0.01  # regularisation of the interpolation: how closely the flow meets landmarks a few px apart
 MOUTH_MARGIN = 3.0  # px at 128 px: how far beyond the lips mouth_region reaches (their rim, a shadow)
+INNER_UPPER_LINE = [60, 61, 62, 63, 64]  # the inner lip lines, corner to corner
+INNER_LOWER_LINE = [60, 67, 66, 65, 64]
 CAVITY_SHADE = 0.3  # an opened mouth's inside: the lips' colour at 30% of its brightness (mouth_cavity)
 TEETH_SHADE = 0.35  # the upper teeth: the lips' colour with 35% of its distance to white left (mouth_cavity)
 TEETH_HEIGHT = 0.1  # IOD: how far below the upper lip the upper teeth show at most (about 4 px at 128 px)
@@ -251,8 +253,8 @@ def mouth_cavity(x: Tensor, landmarks: Tensor, moves: Tensor, flow: Tensor) -> t
     # The upper teeth hang below the upper lip: a band at most TEETH_HEIGHT IOD, and at most
     # 40% of the opening, tall; below it the dark inside.
     moved = landmarks + moves
-    upper, _ = line_rows(moved[:, [60, 61, 62, 63, 64]], size)
-    lower, _ = line_rows(moved[:, [60, 67, 66, 65, 64]], size)
+    upper, _ = line_rows(moved[:, INNER_UPPER_LINE], size)
+    lower, _ = line_rows(moved[:, INNER_LOWER_LINE], size)
     iod = (moved[:, 42:48].mean(1) - moved[:, 36:42].mean(1)).norm(dim=-1, keepdim=True)
     height = torch.minimum(TEETH_HEIGHT * iod, 0.4 * (lower - upper).clamp_min(0))  # B x S
     rows = torch.arange(size, device=x.device, dtype=torch.float32).view(1, -1, 1)
@@ -328,7 +330,7 @@ def parted_lips_flow(landmarks: Tensor, moves: Tensor, image_size: int, resoluti
 def below_mouth_line(landmarks: Tensor, image_size: int) -> Tensor:
     """B x 1 x S x S in [0, 1]: 1 below the middle line of the mouth (between the inner lip
     lines, corner to corner), 0 above; the switch widens with the distance beyond the corners."""
-    top, bottom = landmarks[:, [60, 61, 62, 63, 64]], landmarks[:, [60, 67, 66, 65, 64]]
+    top, bottom = landmarks[:, INNER_UPPER_LINE], landmarks[:, INNER_LOWER_LINE]
     line, beyond = line_rows((top + bottom) / 2, image_size)
     rows = torch.arange(image_size, device=landmarks.device, dtype=torch.float32).view(1, -1, 1)
     return torch.sigmoid((rows - line.unsqueeze(1)) / (CUT_SOFTNESS + beyond).unsqueeze(1)).unsqueeze(1)
