@@ -144,6 +144,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --motion_prior: lips part along a cut and the gap shows a mouth's inside, not stretched lip",
     )
     add(
+        "--appearance",
+        action="store_true",
+        help="with --motion_prior: the smile's AUs also brighten and darken the skin as on real faces (no colour)",
+    )
+    add(
         "--expression_loss",
         default="critic",
         choices=["critic", "estimator"],
@@ -219,6 +224,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--shading is predicted beside the flow: add --generator_output warp")
     if args.mouth_cavity and not args.motion_prior:
         p.error("--mouth_cavity follows the lips' landmarks: add --motion_prior")
+    if args.appearance and not args.motion_prior:
+        p.error("--appearance follows the landmarks: add --motion_prior")
     if args.mouth_cavity and args.stretch_gate:
         p.error("--stretch_gate limits the colour head, which --mouth_cavity replaces: choose one")
     if args.lambda_landmark_motion and args.generator_output != "warp":
@@ -241,6 +248,7 @@ def build_networks(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
             output=args.generator_output, upsample=args.upsample, zero_gate=args.zero_gate,
             flow_resolution=args.flow_resolution, motion_prior=bool(args.motion_prior),
             stretch_gate=args.stretch_gate, mouth_cavity=args.mouth_cavity, shading=args.shading,
+            appearance=args.appearance,
         ),
         "image_critic": ImageDiscriminator(NUM_AUS, args.critic_base_channels, args.critic_max_channels),
     }  # fmt: skip
@@ -272,6 +280,7 @@ def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estima
         upsample=args.upsample, estimator_calibration_knots=estimator.calibration_knots,
         zero_gate=args.zero_gate, flow_resolution=args.flow_resolution, motion_prior=bool(args.motion_prior),
         stretch_gate=args.stretch_gate, mouth_cavity=args.mouth_cavity, shading=args.shading,
+        appearance=args.appearance,
         provenance={"dataset": str(args.dataset), "steps": step, "command": args.command, "config": args.config},
     )  # fmt: skip
     model.generator.load_state_dict(generator.state_dict())

@@ -14,17 +14,19 @@ the better reading makes transfer targets and slider start values closer to the 
 
     python hub/export.py hub/default --estimator ../runs/estimator-v2 --out ../runs/default-est2
 
---prior-only switches a motion-prior generator's learnt flow and colour off: its edits are then
-the landmark motion of real faces alone (wemgan.landmark_motion), which no trained part has yet
-beaten (docs/recipe-trials.md). --mouth-cavity draws the inside of the mouths that the motion opens,
-and --motion-strength scales the motion (the basis saved with the model).
+--prior-only leaves a motion-prior generator's encoder-decoder out: its edits are then the
+landmark motion of real faces alone (wemgan.landmark_motion), which no trained part has yet
+beaten (docs/recipe-trials.md). --mouth-cavity draws the inside of the mouths that the motion
+opens, --appearance adds the smile's brightness patterns of real faces
+(wemgan.landmark_appearance), and --motion-strength scales the motion and those patterns.
 
-    python hub/export.py ../runs/long-prior --prior-only --mouth-cavity --motion-strength 0.75 --out DIR
+    python hub/export.py ../runs/long-prior --prior-only --mouth-cavity --appearance --motion-strength 0.75 --out DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -57,8 +59,12 @@ def parse_args() -> argparse.Namespace:
         "--mouth-cavity", action="store_true", help="motion-prior generators: draw the inside of mouths they open"
     )
     parser.add_argument(
+        "--appearance", action="store_true",
+        help="motion-prior generators: the smile's AUs also brighten and darken the skin as on real faces",
+    )  # fmt: skip
+    parser.add_argument(
         "--motion-strength", type=float, default=None, metavar="S",
-        help="motion-prior generators: scale the landmark motion by S (0 < S <= 2)",
+        help="motion-prior generators: scale the landmark motion (and appearance) by S (0 < S <= 2)",
     )  # fmt: skip
     return parser.parse_args()
 
@@ -93,11 +99,31 @@ def with_estimator(model: WEMGAN, folder: Path) -> WEMGAN:
     return replaced.eval()
 
 
-def with_prior_changes(model: WEMGAN, prior_only: bool, mouth_cavity: bool, motion_strength: float | None) -> WEMGAN:
-    """A copy of a motion-prior `model` with its learnt flow and colour off (prior_only), its mouth
-    cavity on, and its landmark motion scaled; the provenance records each change."""
+def parts_records(model: WEMGAN, prior_only: bool, added_appearance: bool) -> dict:
+    """How the parts a prior-only model keeps were made: the landmark regressor's record (from the
+    folder the run loaded it from, when it is here) and the appearance fit's."""
+    records = {}
+    folder = model.provenance.get("config", {}).get("motion_prior")
+    if prior_only and folder and (Path(folder) / "model.json").is_file():
+        records["landmark_regressor"] = {"folder": folder, **json.loads((Path(folder) / "model.json").read_text())}
+    if added_appearance:
+        from safetensors import safe_open
+
+        from wemgan.landmark_appearance import APPEARANCE_FILE
+
+        with safe_open(APPEARANCE_FILE, "pt") as fitted:
+            records["appearance"] = json.loads(fitted.metadata()["record"])
+    return records
+
+
+def with_prior_changes(
+    model: WEMGAN, prior_only: bool, mouth_cavity: bool, motion_strength: float | None, appearance: bool = False
+) -> WEMGAN:
+    """A copy of a motion-prior `model` without its encoder-decoder (prior_only), with its mouth
+    cavity and appearance on, and its landmark motion (and appearance) scaled; the provenance
+    records each change."""
     if not model.generator.motion_prior:
-        raise SystemExit("--prior-only, --mouth-cavity and --motion-strength need a motion-prior generator")
+        raise SystemExit("--prior-only, --mouth-cavity, --appearance and --motion-strength need a motion-prior model")
     if motion_strength is not None and not 0 < motion_strength <= 2:
         raise SystemExit(f"--motion-strength must be in (0, 2], got {motion_strength}")
     config = model_config(model)
@@ -105,19 +131,25 @@ def with_prior_changes(model: WEMGAN, prior_only: bool, mouth_cavity: bool, moti
     if mouth_cavity:  # the cavity replaces the colour head, which the stretch gate limited
         config["mouth_cavity"] = changes["mouth_cavity"] = True
         config["stretch_gate"] = False
-    if prior_only:
-        changes["prior_only"] = True
-    if motion_strength is not None:
-        changes["motion_strength"] = round(changes.get("motion_strength", 1.0) * motion_strength, 6)
-    changed = WEMGAN(**config, provenance={**model.provenance, "prior_changes": changes})
-    changed.load_state_dict(model.state_dict())
-    generator = changed.generator
+    if prior_only:  # the encoder-decoder is left out: the regressor, the basis and the estimator stay
+        config["prior_only"] = changes["prior_only"] = True
+        config["stretch_gate"] = config["shading"] = config["zero_gate"] = False
+    added_appearance = appearance and not config.get("appearance")
+    if appearance:
+        config["appearance"] = changes["appearance"] = True
+    strength = 1.0 if motion_strength is None else motion_strength
+    changes["motion_strength"] = round(changes.get("motion_strength", 1.0) * strength, 6)
+    provenance = {**model.provenance, "prior_changes": changes, **parts_records(model, prior_only, added_appearance)}
+    changed = WEMGAN(**config, provenance=provenance)
+    own = changed.state_dict()
+    kept = {name: value for name, value in model.state_dict().items() if name in own}
+    missing = changed.load_state_dict(kept, strict=False).missing_keys  # the new appearance patterns at most
+    if any(not name.startswith("generator.appearance_") for name in missing):
+        raise SystemExit(f"the changed model lacks weights the source should hold: {missing}")
     with torch.no_grad():
-        if prior_only:  # what an untrained head is: no flow, and a mask logit no colour gets through
-            generator.to_flow.weight.zero_(), generator.to_flow.bias.zero_()
-            generator.to_mask.weight.zero_(), generator.to_mask.bias.fill_(-30.0)
-        if motion_strength is not None:
-            generator.motion_basis *= motion_strength
+        changed.generator.motion_basis *= strength
+        if changed.generator.appearance:  # new patterns take the motion's whole strength, kept ones the factor
+            changed.generator.appearance_maps *= changes["motion_strength"] if added_appearance else strength
     return changed.eval()
 
 
@@ -126,8 +158,8 @@ def main(args: argparse.Namespace) -> None:
     model = WEMGAN.from_pretrained(source)
     if args.estimator is not None:
         model = with_estimator(model, args.estimator)
-    if args.prior_only or args.mouth_cavity or args.motion_strength is not None:
-        model = with_prior_changes(model, args.prior_only, args.mouth_cavity, args.motion_strength)
+    if args.prior_only or args.mouth_cavity or args.appearance or args.motion_strength is not None:
+        model = with_prior_changes(model, args.prior_only, args.mouth_cavity, args.motion_strength, args.appearance)
     sections = {}
     for item in args.card_section:
         title, sep, file = item.partition("=")

@@ -15,6 +15,7 @@ from torch import nn
 from wemgan.au_estimator import AUEstimator, QuantileCalibration
 from wemgan.au_training import sampling_weights
 from wemgan.augment import augment, judging_views
+from wemgan.aus import AU_NAMES
 from wemgan.generator import MAX_FLOW, Generator, warp
 from wemgan.losses import LossWeights, edit_regularisation, flow_folding, robust_expression_loss
 from wemgan.metrics.au_judge import AUJudge
@@ -307,17 +308,39 @@ def test_export_switches_a_motion_prior_generator_to_its_prior_with_a_mouth_cavi
     model.save_pretrained(tmp_path / "model")
     subprocess.run(
         [sys.executable, "hub/export.py", str(tmp_path / "model"), "--prior-only", "--mouth-cavity",
-         "--motion-strength", "0.5", "--out", str(tmp_path / "prior")],
+         "--appearance", "--motion-strength", "0.5", "--out", str(tmp_path / "prior")],
         check=True, capture_output=True,
     )  # fmt: skip
     prior = WEMGAN.from_pretrained(tmp_path / "prior")
     assert prior.generator.mouth_cavity and prior.provenance["steps"] == 3
-    assert prior.provenance["prior_changes"] == {"mouth_cavity": True, "prior_only": True, "motion_strength": 0.5}
+    changes = {"mouth_cavity": True, "prior_only": True, "appearance": True, "motion_strength": 0.5}
+    assert prior.provenance["prior_changes"] == changes
+    from wemgan.landmark_appearance import packaged_maps
+
+    assert torch.equal(prior.generator.appearance_maps, packaged_maps()[1] * 0.5)  # scaled with the motion
     assert torch.equal(prior.generator.motion_basis, model.generator.motion_basis * 0.5)
-    assert prior.generator.to_flow.weight.abs().max() == 0 and prior.generator.to_mask.bias.max() == -30
-    face = torch.rand(1, 3, 128, 128) * 2 - 1
+    assert prior.generator.prior_only and not hasattr(prior.generator, "encoder")  # no network is kept
+    assert "No part trained adversarially" in (tmp_path / "prior" / "README.md").read_text()  # the card says so
+    for name, value in prior.generator.landmark_regressor.state_dict().items():
+        assert torch.equal(value, model.generator.landmark_regressor.state_dict()[name])
+    # The same edit as the full generator with its learnt flow and colour switched off.
+    switched_off = WEMGAN(**kwargs, mouth_cavity=True, appearance=True)
+    switched_off.load_state_dict(model.state_dict(), strict=False)  # its appearance maps are its own
+    with torch.no_grad():
+        switched_off.generator.to_flow.weight.zero_(), switched_off.generator.to_mask.bias.fill_(-30.0)
+        switched_off.generator.motion_basis *= 0.5
+        switched_off.generator.appearance_maps *= 0.5
+    from test_landmark_motion import drawn_face_landmarks, fixed_landmarks
+
+    for generator in (prior.generator, switched_off.generator):
+        fixed_landmarks(generator, drawn_face_landmarks())
+    face, u = torch.rand(1, 3, 128, 128) * 2 - 1, torch.zeros(1, 17)
+    u[0, [AU_NAMES.index("AU12"), AU_NAMES.index("AU26")]] = 0.8
     with torch.no_grad():
         assert torch.equal(prior.generator(face, torch.zeros(1, 17)), face)  # the prior alone: no change is exact
+        edited = prior.generator(face, u)
+        assert (edited - face).abs().max() > 0.1
+        torch.testing.assert_close(edited, switched_off.generator(face, u), atol=1e-5, rtol=0)
     refused = subprocess.run(
         [sys.executable, "hub/export.py", str(tmp_path / "model"), "--motion-strength", "3", "--out",
          str(tmp_path / "never")],

@@ -332,22 +332,29 @@ def test_parted_lips_flow_opens_pressed_lips_and_leaves_the_upper_lip_where_it_i
     assert parted_lips_flow(landmarks, torch.zeros_like(moves), SIZE, 32).abs().max() == 0
 
 
-def test_mouth_cavity_paints_what_parting_uncovers_dark_with_teeth_under_the_upper_lip():
+def test_mouth_cavity_paints_what_parting_uncovers_teeth_over_a_dark_inside():
     landmarks = drawn_face_landmarks()
-    moves = opened_mouth_moves(landmarks)
-    flow = parted_lips_flow(landmarks, moves, SIZE, 32)
     lips = torch.tensor([0.6, -0.2, -0.2]).view(1, 3, 1, 1)  # red lips on grey skin, [-1, 1]
     outer = polygon_coverage(landmarks[:, 48:60], SIZE)
     x = outer * lips + (1 - outer) * 0.3
-    colour, mask = mouth_cavity(x, landmarks, moves, flow)
-    middle = (landmarks + moves)[0, [62, 66]].mean(0).round().long()  # the middle of the gap
-    assert mask[0, 0, middle[1], middle[0]] > 0.9
-    assert mask[0, 0, :70].amax() == 0 and mask[0, 0, 110:].amax() == 0  # nowhere but the mouth
-    dark, teeth = colour[0, :, middle[1] + 2, middle[0]], colour[0, :, landmarks[0, 62, 1].round().long() + 1, 64]
-    assert dark.mean() < lips.mean() - 0.3 and teeth.mean() > lips.mean() + 0.3  # a dark inside, light teeth
+
+    def cavity(opening: float):
+        moves = opened_mouth_moves(landmarks, opening)
+        colour, mask = mouth_cavity(x, landmarks, moves, parted_lips_flow(landmarks, moves, SIZE, 32))
+        top, bottom = (landmarks + moves)[0, [62, 66], 1].tolist()  # the gap's rows mid-mouth
+        return colour[0].mean(0), mask[0, 0], round(top), round(bottom)
+
+    light, dark = lips.mean() + 0.3, lips.mean() - 0.3
+    colour, mask, top, bottom = cavity(6.0)  # a smile's opening: the upper teeth fill most of it
+    assert mask[(top + bottom) // 2, 64] > 0.9
+    assert mask[:70].amax() == 0 and mask[110:].amax() == 0  # nowhere but the mouth
+    assert colour[top + 1, 64] > light and colour[top + 1, 54] < dark  # light teeth; a dark corner
+    colour, mask, top, bottom = cavity(16.0)  # wide open: both rows of teeth, the dark inside between
+    assert colour[top + 2, 64] > light and colour[bottom - 2, 64] > light
+    assert colour[(top + bottom) // 2 + 1, 64] < dark
     # A mouth already open as wide keeps its own inside: the flow moves it, nothing is painted.
-    opened = landmarks + moves
-    _, kept = mouth_cavity(x, opened, torch.zeros_like(moves), torch.zeros(1, 2, SIZE, SIZE))
+    opened = landmarks + opened_mouth_moves(landmarks)
+    _, kept = mouth_cavity(x, opened, torch.zeros_like(opened), torch.zeros(1, 2, SIZE, SIZE))
     assert kept.amax() == 0
 
 
@@ -372,6 +379,10 @@ def test_mouth_cavity_generator_opens_the_mouth_dark_and_keeps_no_change_exact()
         Generator(17, 8, 16, 5, output="warp", mouth_cavity=True)
     with pytest.raises(ValueError, match="mouth_cavity replaces"):
         Generator(17, 8, 16, 5, output="warp", motion_prior=True, mouth_cavity=True, stretch_gate=True)
+    with pytest.raises(ValueError, match="prior_only needs motion_prior"):
+        Generator(17, 8, 16, 5, output="warp", prior_only=True)
+    with pytest.raises(ValueError, match="prior_only builds no network"):
+        Generator(17, 8, 16, 5, output="warp", motion_prior=True, prior_only=True, shading=True)
     torch.nn.init.constant_(generator.to_mask.bias, 30.0)  # a colour head that would paint everything
     with torch.no_grad():
         assert torch.equal(generator(x, u), edited) and "mask" not in generator(x, u, return_parts=True)[1]

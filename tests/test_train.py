@@ -59,6 +59,8 @@ def test_paper_defaults_and_presets():
         ta.parse_args(["--checkpoints_total_limit", "0"])
     with pytest.raises(SystemExit):  # the cavity follows the prior's landmarks
         ta.parse_args(["--generator_output", "warp", "--mouth_cavity"])
+    with pytest.raises(SystemExit):  # the smile's brightness patterns follow the prior's landmarks too
+        ta.parse_args(["--generator_output", "warp", "--appearance"])
     with pytest.raises(SystemExit):  # the cavity replaces the colour head that the gate limits
         ta.parse_args(["--generator_output", "warp", "--motion_prior", "DIR", "--mouth_cavity", "--stretch_gate"])
 

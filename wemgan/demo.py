@@ -75,7 +75,11 @@ def load_model(source: str) -> tuple[WEMGAN | None, str]:
         return None, f"The model `{name}` was never trained; its edits would be noise, so none are shown."
     info = model.provenance
     _, data = data_licence(str(info.get("dataset", "unknown data")))
-    return model, f"Model: `{name}`, {info.get('steps', 'an unknown number of')} training steps. {data}"
+    if model.generator.prior_only:  # the GAN's steps made none of its edits: say what does
+        made = "edits by the landmark motion of real faces (no adversarially trained part)"
+    else:
+        made = f"{info.get('steps', 'an unknown number of')} training steps"
+    return model, f"Model: `{name}`, {made}. {data}"
 
 
 # ------------------------------------------------------------------- errors

@@ -51,6 +51,14 @@ def model_config(model: WEMGAN) -> dict[str, Any]:
     return {k: v for k, v in model._hub_mixin_config.items() if k != "provenance"}  # type: ignore[attr-defined]
 
 
+PRIOR_ONLY_NOTE = (
+    "**No part trained adversarially edits with this model** (`prior_only`): the run below trained a"
+    " generator around the landmark motion prior, and only its frozen parts were exported: the"
+    " LandmarkRegressor (distilled from dlib's 68-point predictor), the AU-to-landmark motion basis"
+    " fitted on real faces (scaled by `prior_changes.motion_strength`) and the AU estimator."
+)
+
+
 def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> str:
     """A model card from the model's config and provenance (dataset, command, steps, ...)."""
     info = model.provenance
@@ -90,6 +98,7 @@ def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> s
         "",
         "## Training",
         "",
+        *([PRIOR_ONLY_NOTE, ""] if config.get("prior_only") else []),
         *(f"- **{key}**: `{value}`" for key, value in sorted(info.items()) if key != "config"),
     ]
     if "config" in info:

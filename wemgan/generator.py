@@ -237,6 +237,15 @@ class Generator(nn.Module):
             what cheeks raised by a smile (AU06) and deepened folds (AU10, AU14) change besides
             motion. It scales R, G and B alike, so it cannot change a colour, and on a 4-px grid
             it cannot draw a dot.
+        appearance: motion_prior only: the moved face's brightness also changes as real faces' does
+            for the smile's AUs (raised cheeks, deepened nasolabial folds; R, G and B alike, the
+            patterns fitted on real faces and carried by the landmarks, see
+            wemgan.landmark_appearance): what a warp cannot make and the judge missed in warps.
+        prior_only: motion_prior only: the edit is the landmark motion (with mouth_cavity, the
+            drawn mouth) and nothing else: the encoder-decoder is not built or run, so the
+            model holds the LandmarkRegressor and the motion basis alone. What `hub/export.py
+            --prior-only` makes of a motion-prior run: no trained part has yet beaten the prior
+            on the measures the GAN was not trained against (docs/recipe-trials.md).
     """
 
     def __init__(
@@ -257,8 +266,16 @@ class Generator(nn.Module):
         stretch_gate: bool = False,
         mouth_cavity: bool = False,
         shading: bool = False,
+        prior_only: bool = False,
+        appearance: bool = False,
     ) -> None:
         super().__init__()
+        if appearance and not motion_prior:
+            raise ValueError("appearance needs motion_prior (its patterns follow the landmarks)")
+        if prior_only and not motion_prior:
+            raise ValueError("prior_only needs motion_prior (the edit is the landmark motion)")
+        if prior_only and (stretch_gate or shading or zero_gate):
+            raise ValueError("prior_only builds no network: stretch_gate, shading and zero_gate have nothing to act on")
         if output not in ("image", "mask", "warp"):
             raise ValueError(f"output must be 'image', 'mask' or 'warp', got {output!r}")
         if motion_prior and output != "warp":
@@ -298,42 +315,45 @@ class Generator(nn.Module):
         self.shading = shading
         self.skip_depths = SKIP_DEPTHS[skip_levels]
         self.flow_depth = flow_sizes[flow_resolution]
+        self.flow_resolution = flow_resolution
+        self.prior_only = prior_only
+        # The network is registered before the prior's modules: resumed optimiser states follow this order.
+        if not prior_only:
+            # widths[i] = channels of the encoder feature at depth i (resolution image_size / 2**i).
+            widths = [min(base_channels * 2**i, max_channels) for i in range(NUM_DOWNSAMPLES + 1)]
+            self.widths = widths
 
-        # widths[i] = channels of the encoder feature at depth i (resolution image_size / 2**i).
-        widths = [min(base_channels * 2**i, max_channels) for i in range(NUM_DOWNSAMPLES + 1)]
-        self.widths = widths
+            self.encoder = nn.ModuleList(
+                [conv_block(nn.Conv2d(3, widths[0], 7, 1, 3), widths[0], norm, "leaky")]
+                + [
+                    conv_block(nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1), widths[i], norm, "leaky")
+                    for i in range(1, NUM_DOWNSAMPLES + 1)
+                ]
+            )
+            fusion = MultiAUFusion if au_fusion == "multi" else SingleAUFusion
+            self.fusion = fusion(widths[-1], num_aus, norm)
 
-        self.encoder = nn.ModuleList(
-            [conv_block(nn.Conv2d(3, widths[0], 7, 1, 3), widths[0], norm, "leaky")]
-            + [
-                conv_block(nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1), widths[i], norm, "leaky")
-                for i in range(1, NUM_DOWNSAMPLES + 1)
-            ]
-        )
-        fusion = MultiAUFusion if au_fusion == "multi" else SingleAUFusion
-        self.fusion = fusion(widths[-1], num_aus, norm)
-
-        # Decoder step d upsamples from depth d+1 to depth d; its input is concatenated with
-        # the (high-frequency) encoder feature of depth d+1 when that depth has a skip.
-        self.decoder = nn.ModuleList()
-        for depth in reversed(range(NUM_DOWNSAMPLES)):
-            in_ch = widths[depth + 1] * (2 if depth + 1 in self.skip_depths else 1)
-            up = upsampling_conv(in_ch, widths[depth], upsample)
-            self.decoder.append(conv_block(up, widths[depth], norm, "relu"))
-        out_in = widths[0] * (2 if 0 in self.skip_depths else 1)
-        self.to_rgb = nn.Sequential(nn.Conv2d(out_in, 3, 7, 1, 3), nn.Tanh())
-        self.high_frequency = HighFrequency()
-        if output != "image":
-            self.to_mask = nn.Conv2d(out_in, 1, 7, 1, 3)
-            nn.init.constant_(self.to_mask.bias, MASK_BIAS)
-        if output == "warp":
-            self.to_flow = nn.Conv2d(widths[self.flow_depth], 2, 3, 1, 1)
-            nn.init.zeros_(self.to_flow.weight)  # starts as the identity warp (or the motion prior alone)
-            nn.init.zeros_(self.to_flow.bias)
-        if shading:
-            self.to_shading = nn.Conv2d(widths[self.flow_depth], 1, 3, 1, 1)
-            nn.init.zeros_(self.to_shading.weight)  # starts as no shading
-            nn.init.zeros_(self.to_shading.bias)
+            # Decoder step d upsamples from depth d+1 to depth d; its input is concatenated with
+            # the (high-frequency) encoder feature of depth d+1 when that depth has a skip.
+            self.decoder = nn.ModuleList()
+            for depth in reversed(range(NUM_DOWNSAMPLES)):
+                in_ch = widths[depth + 1] * (2 if depth + 1 in self.skip_depths else 1)
+                up = upsampling_conv(in_ch, widths[depth], upsample)
+                self.decoder.append(conv_block(up, widths[depth], norm, "relu"))
+            out_in = widths[0] * (2 if 0 in self.skip_depths else 1)
+            self.to_rgb = nn.Sequential(nn.Conv2d(out_in, 3, 7, 1, 3), nn.Tanh())
+            self.high_frequency = HighFrequency()
+            if output != "image":
+                self.to_mask = nn.Conv2d(out_in, 1, 7, 1, 3)
+                nn.init.constant_(self.to_mask.bias, MASK_BIAS)
+            if output == "warp":
+                self.to_flow = nn.Conv2d(widths[self.flow_depth], 2, 3, 1, 1)
+                nn.init.zeros_(self.to_flow.weight)  # starts as the identity warp (or the motion prior alone)
+                nn.init.zeros_(self.to_flow.bias)
+            if shading:
+                self.to_shading = nn.Conv2d(widths[self.flow_depth], 1, 3, 1, 1)
+                nn.init.zeros_(self.to_shading.weight)  # starts as no shading
+                nn.init.zeros_(self.to_shading.bias)
         self.motion_prior = motion_prior
         if motion_prior:
             # Imported here: the regressor builds on discriminators (which import this module), and
@@ -343,6 +363,13 @@ class Generator(nn.Module):
 
             self.landmark_regressor = LandmarkRegressor(image_size).requires_grad_(False)
             self.register_buffer("motion_basis", motion_basis().clone())  # 17 x 68 x 2, see landmark_motion
+        self.appearance = appearance
+        if appearance:
+            from .landmark_appearance import packaged_maps
+
+            mean_landmarks, maps = packaged_maps()
+            self.register_buffer("appearance_mean", mean_landmarks.clone())  # 68 x 2 px, the mean face
+            self.register_buffer("appearance_maps", maps.clone())  # K x s x s log-brightness per AU at label 1
 
     def prior_flow(self, x: Tensor, aus: Tensor, resolution: int) -> tuple[Tensor, Tensor, Tensor]:
         """motion_prior: the flow (B x 2 x r x r; with mouth_cavity B x 2 x S x S, cut between the
@@ -367,6 +394,8 @@ class Generator(nn.Module):
             )
         if aus.shape != (x.shape[0], self.num_aus):
             raise ValueError(f"Generator expects AUs of shape {x.shape[0]} x {self.num_aus}, got {tuple(aus.shape)}")
+        if self.prior_only:
+            return self.prior_edit(x, aus, return_parts)
         skips: dict[int, Tensor] = {}
         h = x
         for depth, layer in enumerate(self.encoder):
@@ -396,6 +425,7 @@ class Generator(nn.Module):
                     edited = self.with_mouth_cavity(
                         x, self.shaded(warp(x, parts["flow"]), parts), parts, landmarks, moves
                     )
+                    edited = self.with_appearance(edited, landmarks, moves, aus)
                     return (edited, parts) if return_parts else edited
         if 0 in skips:
             h = torch.cat([h, skips[0]], 1)
@@ -414,7 +444,32 @@ class Generator(nn.Module):
         parts["mask"] = mask = mask if gate is None else mask * gate.to(mask.dtype)
         base = self.shaded(warp(x, parts["flow"]), parts) if self.output == "warp" else x
         edited = base + mask * (colour - base)
+        if self.appearance:
+            edited = self.with_appearance(edited, landmarks, moves, aus)
         return (edited, parts) if return_parts else edited
+
+    def prior_edit(self, x: Tensor, aus: Tensor, return_parts: bool) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """prior_only: x moved by the landmark motion for aus (and the mouth it opens drawn in)."""
+        flow, landmarks, moves = self.prior_flow(x, aus, self.flow_resolution)
+        parts = {"flow": flow.to(x.dtype)}
+        edited = warp(x, parts["flow"])
+        if self.mouth_cavity:
+            edited = self.with_mouth_cavity(x, edited, parts, landmarks, moves)
+        edited = self.with_appearance(edited, landmarks, moves, aus)
+        return (edited, parts) if return_parts else edited
+
+    def with_appearance(self, edited: Tensor, landmarks: Tensor, moves: Tensor, aus: Tensor) -> Tensor:
+        """appearance: the edit with its skin brightened or darkened as real faces' is for aus."""
+        if not self.appearance:
+            return edited
+        from .landmark_appearance import appearance_shading, with_appearance
+
+        with torch.no_grad():
+            shading = appearance_shading(
+                landmarks + moves, aus, self.appearance_mean, self.appearance_maps, self.image_size,
+                self.flow_resolution,
+            )  # fmt: skip
+        return with_appearance(edited, shading)
 
     def shaded(self, image: Tensor, parts: dict[str, Tensor]) -> Tensor:
         """shading: the image's brightness scaled by 1 + the shading, resized from the flow's grid

