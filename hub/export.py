@@ -107,12 +107,9 @@ def parts_records(model: WEMGAN, prior_only: bool, added_appearance: bool) -> di
     if prior_only and folder and (Path(folder) / "model.json").is_file():
         records["landmark_regressor"] = {"folder": folder, **json.loads((Path(folder) / "model.json").read_text())}
     if added_appearance:
-        from safetensors import safe_open
+        from wemgan.landmark_appearance import packaged_record
 
-        from wemgan.landmark_appearance import APPEARANCE_FILE
-
-        with safe_open(APPEARANCE_FILE, "pt") as fitted:
-            records["appearance"] = json.loads(fitted.metadata()["record"])
+        records["appearance"] = packaged_record()
     return records
 
 

@@ -125,6 +125,14 @@ def packaged_maps() -> tuple[Tensor, Tensor]:
     return tensors["mean_landmarks"].float(), tensors["maps"].float()
 
 
+def packaged_record() -> dict:
+    """How the packaged fit was made (the record `main` wrote into its metadata)."""
+    from safetensors import safe_open
+
+    with safe_open(APPEARANCE_FILE, "pt") as fitted:
+        return json.loads(fitted.metadata()["record"])
+
+
 def appearance_shading(
     moved: Tensor, u_rel: Tensor, mean: Tensor, maps: Tensor, image_size: int, resolution: int
 ) -> Tensor:

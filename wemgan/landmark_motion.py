@@ -265,9 +265,12 @@ def mouth_cavity(x: Tensor, landmarks: Tensor, moves: Tensor, flow: Tensor) -> t
     upper_height = torch.minimum(UPPER_TEETH[0] * iod, UPPER_TEETH[1] * opening)
     lower_height = torch.minimum(LOWER_TEETH[0] * iod, (opening - upper_height - LOWER_TEETH[1] * iod).clamp_min(0))
     rows = torch.arange(size, device=x.device, dtype=torch.float32).view(1, -1, 1)
-    below_upper, above_lower = rows - upper.unsqueeze(1), lower.unsqueeze(1) - rows
-    in_upper = torch.sigmoid(2 * below_upper + 1) * torch.sigmoid(2 * (upper_height.unsqueeze(1) - below_upper))
-    in_lower = torch.sigmoid(2 * above_lower + 1) * torch.sigmoid(2 * (lower_height.unsqueeze(1) - above_lower))
+
+    def band(depth: Tensor, height: Tensor) -> Tensor:  # 1 from a lip's edge (depth 0) to `height` into the gap
+        return torch.sigmoid(2 * depth + 1) * torch.sigmoid(2 * (height.unsqueeze(1) - depth))
+
+    in_upper = band(rows - upper.unsqueeze(1), upper_height)
+    in_lower = band(lower.unsqueeze(1) - rows, lower_height)
     columns = torch.arange(size, device=x.device, dtype=torch.float32).view(1, 1, -1)
     left, right = moved[:, 60, 0].view(-1, 1, 1), moved[:, 64, 0].view(-1, 1, 1)
     centred = 1 - (2 * (columns - left) / (right - left).clamp_min(1) - 1).abs()  # 1 mid-mouth, 0 at a corner
