@@ -55,7 +55,8 @@ PRIOR_ONLY_NOTE = (
     "**No part trained adversarially edits with this model** (`prior_only`): the run below trained a"
     " generator around the landmark motion prior, and only its frozen parts were exported: the"
     " LandmarkRegressor (distilled from dlib's 68-point predictor), the AU-to-landmark motion basis"
-    " fitted on real faces (scaled by `prior_changes.motion_strength`) and the AU estimator."
+    " fitted on real faces (scaled by `prior_changes.motion_strength`), with `appearance` the smile's"
+    " skin patterns (wemgan.landmark_appearance) and the AU estimator."
 )
 
 
