@@ -23,8 +23,10 @@ import shlex
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
+import safetensors.torch
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, set_seed
@@ -37,29 +39,27 @@ from wemgan.au_estimator import AUEstimator
 from wemgan.au_training import load_trained_estimator
 from wemgan.augment import judging_views
 from wemgan.aus import EXPRESSIONS, NUM_AUS
+from wemgan.config import GeneratorConfig, RendererConfig
 from wemgan.data.datasets import load_training_data, pair_targets
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
 from wemgan.export import list_checkpoints, model_card, push_folder, write_hub_folder
-from wemgan.generator import FLOW_RESOLUTION, Generator
-from wemgan.landmark_motion import (
-    crop_landmarks,
-    landmark_displacements,
-    load_landmark_regressor,
-    motion_flow,
-    parted_lips_flow,
-)
+from wemgan.generator import Generator
+from wemgan.landmark_fit import load_landmark_regressor
+from wemgan.landmark_guides import draw_contours
 from wemgan.losses import (
     LossWeights,
+    RenderWeights,
     au_regression_loss,
-    edit_regularisation,
     generator_loss,
     high_frequency_discriminator_loss,
     image_discriminator_loss,
     l1_distance,
-    landmark_motion_loss,
+    render_loss,
     robust_expression_loss,
 )
 from wemgan.model import WEMGAN
+from wemgan.render_masks import mouth_mask, training_masks
+from wemgan.renderer import Renderer
 
 # Size and length groups. Optimisation hyperparameters are the paper's in both.
 PRESETS: dict[str, dict[str, object]] = {
@@ -88,6 +88,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--seed", type=int, default=0)
     add("--dataloader_num_workers", type=int, default=0)
     add("--dry_run", action="store_true", help="build data, models and optimizers, print the config, exit")
+    add(
+        "--objective",
+        default="edit",
+        choices=["edit", "render"],
+        help="edit: G edits whole faces by relative AUs (paper); render: the Renderer (the paper's G with a mask "
+        "and landmark contours as extra inputs) learns to redraw blanked face parts (masked reconstruction)",
+    )
+    add(
+        "--landmark_regressor",
+        default=None,
+        metavar="DIR",
+        help="--objective render: where the landmarks of training faces come from: a model's Hub folder "
+        "(hub/default) or a regressor folder (python -m wemgan.landmark_fit train-regressor)",
+    )
+    add("--lambda_high_frequency", type=float, default=30.0, help="render: masked L1 of the Haar detail")
+    add("--lambda_adversarial", type=float, default=0.1, help="render: weight of D_I and D_H (0: no critics)")
     # schedule (paper §4.1)
     add("--train_batch_size", type=int, default=16, help="per process")
     add("--num_epochs", type=int, default=None, help="paper: 50")
@@ -114,40 +130,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="stop (checkpoint and export) once this process has used this much CPU time: equal-cost trials",
     )
-    # not in the paper: a generator that edits by motion, judged by a frozen robust AU reader
-    # (docs/recipe-trials.md); the defaults are the paper's
-    add(
-        "--generator_output",
-        default="image",
-        choices=["image", "mask", "warp"],
-        help="image: the decoder paints the edit (paper); mask: GANimation blend; warp: flow + masked colour",
-    )
+    # not in the paper: the expression judged by a frozen robust AU reader (docs/research/gan-trials.md)
     add("--upsample", default="transposed", choices=["transposed", "resize"], help="decoder upsampling")
-    add(
-        "--zero_gate",
-        action="store_true",
-        help="mask/warp generators: flow and mask scale by tanh(4 |u_rel|), so G(x, 0) = x exactly",
-    )
-    add(
-        "--stretch_gate",
-        action="store_true",
-        help="warp generators: colour only where the flow stretches the input (an opening mouth, a closing lid)",
-    )
-    add(
-        "--shading",
-        action="store_true",
-        help="warp generators: also a smooth brightness factor beside the flow (cheeks, folds; no colour, no dots)",
-    )
-    add(
-        "--mouth_cavity",
-        action="store_true",
-        help="with --motion_prior: lips part along a cut and the gap shows a mouth's inside, not stretched lip",
-    )
-    add(
-        "--appearance",
-        action="store_true",
-        help="with --motion_prior: the smile's AUs also brighten and darken the skin as on real faces (no colour)",
-    )
     add(
         "--expression_loss",
         default="critic",
@@ -161,32 +145,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="folder of a trained AU estimator (python -m wemgan.au_training), or a model's Hub folder such as "
         "hub/default for its built-in one: used frozen for reading AUs and exported with the model instead of "
         "training one alongside the GAN",
-    )
-    add(
-        "--flow_resolution",
-        type=int,
-        default=FLOW_RESOLUTION,
-        help="warp generators: side of the decoder map the flow is predicted on (64, 32, 16 or 8 at 128 px)",
-    )
-    add("--lambda_mask", type=float, default=5.0, help="mask/warp generators: mean of the colour mask")
-    add("--lambda_mask_tv", type=float, default=1.0, help="mask/warp generators: total variation of the mask")
-    add("--lambda_flow", type=float, default=10.0, help="warp generators: flow smoothness")
-    add("--lambda_fold", type=float, default=0.0, help="warp generators: penalty where the flow folds the face")
-    add("--lambda_flow_magnitude", type=float, default=0.0, help="warp generators: mean |flow| (L1: sparse motion)")
-    add("--lambda_shading", type=float, default=10.0, help="--shading: mean |shading| (L1: shade only what changes)")
-    add(
-        "--motion_prior",
-        default=None,
-        metavar="DIR",
-        help="warp generators: start the flow from the landmark motion of real faces, landmarks read by the "
-        "LandmarkRegressor in DIR (python -m wemgan.landmark_motion train-regressor)",
-    )
-    add(
-        "--lambda_landmark_motion",
-        type=float,
-        default=0.0,
-        help="warp generators: L1 (px) between the flow and the one that moves dlib's landmarks as real faces' "
-        "move for the AU change (wemgan/landmark_motion.py); needs dlib",
     )
     # objective (paper eqs. 1-9)
     add("--lambda_gp", type=float, default=10.0)
@@ -216,45 +174,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--expression_loss estimator needs --estimator_path (train one: python -m wemgan.au_training)")
     if args.expression_loss == "estimator" and args.target_noise:
         p.error("--expression_loss estimator matches the estimator's reading of real donor faces: no --target_noise")
-    if args.motion_prior and args.generator_output != "warp":
-        p.error("--motion_prior is a flow: add --generator_output warp")
-    if args.stretch_gate and args.generator_output != "warp":
-        p.error("--stretch_gate reads the flow: add --generator_output warp")
-    if args.shading and args.generator_output != "warp":
-        p.error("--shading is predicted beside the flow: add --generator_output warp")
-    if args.mouth_cavity and not args.motion_prior:
-        p.error("--mouth_cavity follows the lips' landmarks: add --motion_prior")
-    if args.appearance and not args.motion_prior:
-        p.error("--appearance follows the landmarks: add --motion_prior")
-    if args.mouth_cavity and args.stretch_gate:
-        p.error("--stretch_gate limits the colour head, which --mouth_cavity replaces: choose one")
-    if args.lambda_landmark_motion and args.generator_output != "warp":
-        p.error("--lambda_landmark_motion needs a flow to supervise: add --generator_output warp")
+    if args.objective == "render" and not args.landmark_regressor:
+        p.error("--objective render reads the faces' landmarks: add --landmark_regressor hub/default")
+    if args.objective == "render" and args.estimator_path:
+        p.error("--objective render trains the Renderer alone: no --estimator_path")
+    if args.objective == "render" and (args.skip_kind != "haar" or args.au_fusion != "multi"):
+        p.error("--objective render: the Renderer has the paper's Haar skips and multi-AU fusion (no --skip_kind, "
+                "--au_fusion)")  # fmt: skip
     preset = dict(PRESETS[args.preset])
     if args.num_epochs is not None:  # an explicit epoch count is not cut short by the preset's step cap
         preset.pop("max_train_steps")
     for key, value in preset.items():  # the preset fills what the command line left open
         if getattr(args, key) is None:
             setattr(args, key, value)
+    try:  # the rules of the network's configuration, written once in wemgan.config
+        network_config(args).validate()
+    except ValueError as error:
+        p.error(str(error))
     return args
+
+
+def network_config(args: argparse.Namespace) -> GeneratorConfig | RendererConfig:
+    """The trained network's configuration (wemgan.config) from the command line."""
+    if args.objective == "render":
+        return RendererConfig(args.base_channels, args.max_channels, args.skip_levels, args.upsample)
+    return GeneratorConfig(args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
+                           upsample=args.upsample)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- helpers
 def build_networks(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     """The networks to train (a frozen --estimator_path estimator is loaded by load_estimator)."""
+    if args.objective == "render":
+        nets: dict[str, torch.nn.Module] = {"renderer": Renderer(network_config(args), NUM_AUS)}
+        if args.lambda_adversarial:
+            nets["image_critic"] = ImageDiscriminator(NUM_AUS, args.critic_base_channels, args.critic_max_channels)
+        if args.lambda_adversarial and not args.no_high_frequency_critic:
+            nets["high_frequency_critic"] = HighFrequencyDiscriminator(
+                args.critic_base_channels, args.critic_max_channels
+            )
+        return nets
     nets = {
-        "generator": Generator(
-            NUM_AUS, args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
-            output=args.generator_output, upsample=args.upsample, zero_gate=args.zero_gate,
-            flow_resolution=args.flow_resolution, motion_prior=bool(args.motion_prior),
-            stretch_gate=args.stretch_gate, mouth_cavity=args.mouth_cavity, shading=args.shading,
-            appearance=args.appearance,
-        ),
+        "generator": Generator(NUM_AUS, **asdict(network_config(args))),
         "image_critic": ImageDiscriminator(NUM_AUS, args.critic_base_channels, args.critic_max_channels),
-    }  # fmt: skip
-    if args.motion_prior:  # frozen, distilled from dlib: python -m wemgan.landmark_motion train-regressor
-        regressor = nets["generator"].landmark_regressor
-        regressor.load_state_dict(load_landmark_regressor(args.motion_prior).state_dict())
+    }
     if not args.estimator_path:
         nets["estimator"] = AUEstimator(NUM_AUS, args.estimator_channels, args.estimator_max_channels)
     if not args.no_high_frequency_critic:
@@ -274,13 +237,9 @@ def load_estimator(args: argparse.Namespace) -> AUEstimator:
 def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estimator: torch.nn.Module, step: int):
     """The Hub-loadable WEMGAN holding (copies of) the trained generator and AU estimator."""
     model = WEMGAN(
-        base_channels=args.base_channels, max_channels=args.max_channels, skip_levels=args.skip_levels,
-        skip_kind=args.skip_kind, au_fusion=args.au_fusion, estimator_channels=args.estimator_channels,
-        estimator_max_channels=args.estimator_max_channels, generator_output=args.generator_output,
-        upsample=args.upsample, estimator_calibration_knots=estimator.calibration_knots,
-        zero_gate=args.zero_gate, flow_resolution=args.flow_resolution, motion_prior=bool(args.motion_prior),
-        stretch_gate=args.stretch_gate, mouth_cavity=args.mouth_cavity, shading=args.shading,
-        appearance=args.appearance,
+        generator=asdict(network_config(args)),
+        estimator={"channels": args.estimator_channels, "max_channels": args.estimator_max_channels,
+                   "calibration_knots": estimator.calibration_knots},
         provenance={"dataset": str(args.dataset), "steps": step, "command": args.command, "config": args.config},
     )  # fmt: skip
     model.generator.load_state_dict(generator.state_dict())
@@ -350,8 +309,10 @@ def main(args: argparse.Namespace) -> None:
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         # Shuffling seeded by (seed, epoch): a resumed run sees batches in the same order.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-        # --mouth_cavity's generator does not run its colour head: DDP must not wait for its gradients
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if args.mouth_cavity else [],
+        # the render objective does not train D_I's AU head: DDP must not wait for its gradients
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]
+        if args.objective == "render"
+        else [],
     )
     set_seed(args.seed)
     if args.max_cpu_minutes is not None and accelerator.num_processes > 1:
@@ -395,12 +356,18 @@ def main(args: argparse.Namespace) -> None:
     loader = prepared[-1]
     if frozen_estimator is not None:
         frozen_estimator.to(accelerator.device)
-    estimator = frozen_estimator if frozen_estimator is not None else nets["estimator"]
+    estimator = frozen_estimator if frozen_estimator is not None else nets.get("estimator")
+    trained = "renderer" if args.objective == "render" else "generator"  # the network the model ships
+    landmark_reader = None
+    if args.objective == "render":
+        landmark_reader = load_landmark_regressor(args.landmark_regressor)[0].to(accelerator.device)
+        render_weights = RenderWeights(args.lambda_gp, args.lambda_rec, args.lambda_high_frequency,
+                                       args.lambda_adversarial)  # fmt: skip
     base_lrs = {name: opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
     ema = None
     if args.ema_decay is not None:
         ema = AveragedModel(
-            accelerator.unwrap_model(nets["generator"]), multi_avg_fn=ema_with_warmup(args.ema_decay), use_buffers=True
+            accelerator.unwrap_model(nets[trained]), multi_avg_fn=ema_with_warmup(args.ema_decay), use_buffers=True
         )
         accelerator.register_for_checkpointing(ema)
 
@@ -409,9 +376,7 @@ def main(args: argparse.Namespace) -> None:
     # Constant until the start of epoch lr_decay_start_epoch, then linear to 0 at the last step;
     # a run cut short by --max_train_steps before that epoch keeps the constant rate.
     decay_start = min((args.lr_decay_start_epoch - 1) * steps_per_epoch, total_steps)
-    weights = LossWeights(args.lambda_gp, args.lambda_d_cond, args.lambda_g_cond, args.lambda_rec,
-                          args.lambda_mask, args.lambda_mask_tv, args.lambda_flow, args.lambda_fold,
-                          args.lambda_flow_magnitude, args.lambda_landmark_motion, args.lambda_shading)  # fmt: skip
+    weights = LossWeights(args.lambda_gp, args.lambda_d_cond, args.lambda_g_cond, args.lambda_rec)
     if accelerator.is_main_process:
         params = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
         print(f"{len(dataset)} samples, {steps_per_epoch} steps/epoch, {total_steps} steps, lr decay from "
@@ -444,8 +409,7 @@ def main(args: argparse.Namespace) -> None:
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}  # G terms arrive every n_critic steps only
     tick, ticked_samples = time.perf_counter(), 0
-    generator = nets["generator"]
-    prior_basis = getattr(accelerator.unwrap_model(generator), "motion_basis", None)  # loaded state: its own
+    generator = nets[trained]
     cpu_at_start = time.process_time()  # --max_cpu_minutes counts this session's CPU time
 
     def out_of_cpu_time() -> bool:
@@ -465,44 +429,40 @@ def main(args: argparse.Namespace) -> None:
                     group["lr"] = lr
             rng = step_generator(args.seed, step, accelerator.process_index, accelerator.device)
             x, u_x = batch["image"], batch["aus"]
-            u_y, donors = pair_targets(u_x, rng, args.target_noise, return_donors=True)
-            u_rel = u_y - u_x
-            generator_turn = not warmup and step % args.n_critic == 0
-            expression = motion = None
-            if args.expression_loss == "estimator" and generator_turn:
-                expression = robust_expression(accelerator, frozen_estimator, x, donors, rng)
-            if args.lambda_landmark_motion and (generator_turn or warmup):
-                motion = landmark_motion(x, u_rel, prior_basis, args.mouth_cavity, args.flow_resolution)
-
-            if warmup:  # G learns to copy its input first: every step, no critics
-                terms = warmup_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, motion)
+            if landmark_reader is not None:  # --objective render: redraw blanked parts, nothing else
+                terms = render_step(accelerator, nets, optimizers, x, u_x, landmark_reader, render_weights, rng)
+                warmup = False
             else:
-                terms = critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, rng)
-            if generator_turn:
-                terms.update(generator_step(accelerator, nets, optimizers, x, u_rel, u_y, weights, expression, motion))
-            if ema is not None and (warmup or step % args.n_critic == 0):
+                terms = edit_step(accelerator, args, nets, optimizers, x, u_x, warmup, step, weights, rng,
+                                  frozen_estimator)  # fmt: skip
+            if ema is not None and (warmup or step % args.n_critic == 0 or landmark_reader is not None):
                 ema.update_parameters(accelerator.unwrap_model(generator))
             check_finite(terms, "loss", step, last_checkpoint)
             step += 1
             progress.update(1)
             ticked_samples += x.shape[0] * accelerator.num_processes
-
             # --- bookkeeping
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + value.item()
                 counts[key] = counts.get(key, 0) + 1
             if step % args.log_steps == 0 or step == total_steps:
                 logs = {key: sums[key] / counts[key] for key in sums}
-                logs.update(lr=optimizers["generator"].param_groups[0]["lr"], epoch=epoch,
+                logs.update(lr=optimizers[trained].param_groups[0]["lr"], epoch=epoch,
                             samples_per_s=ticked_samples / (time.perf_counter() - tick))  # fmt: skip
                 _log(accelerator, output_dir, logs, step)
                 if "g/warmup_rec" in logs:  # warm-up: no critics yet, G's loss is the L1
                     progress.set_postfix(warmup_l1=f"{logs['g/warmup_rec']:.4f}")
+                elif "r/rec" in logs:
+                    progress.set_postfix(l1=f"{logs['r/rec']:.4f}", d=f"{logs.get('d_image/loss', float('nan')):.2f}")
                 else:
                     progress.set_postfix(d=f"{logs['d_image/loss']:.2f}", g=f"{logs.get('g/loss', float('nan')):.2f}")
                 sums, counts, tick, ticked_samples = {}, {}, time.perf_counter(), 0
             if args.sample_steps and (step % args.sample_steps == 0 or step == total_steps):
-                _write_samples(accelerator, output_dir, ema or generator, sample_faces, sample_aus, step)
+                if landmark_reader is not None:
+                    _write_render_samples(accelerator, output_dir, ema or generator, landmark_reader, sample_faces,
+                                          sample_aus, step)  # fmt: skip
+                else:
+                    _write_samples(accelerator, output_dir, ema or generator, sample_faces, sample_aus, step)
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
                 last_checkpoint = _save_checkpoint(accelerator, args, output_dir, nets, ema, estimator, step)
             if args.export_every and step % args.export_every == 0:
@@ -530,6 +490,64 @@ def main(args: argparse.Namespace) -> None:
     accelerator.end_training()
 
 
+def edit_step(
+    accelerator, args, nets, optimizers, x, u_x, warmup: bool, step: int, weights: LossWeights, rng,
+    frozen_estimator=None,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """--objective edit (paper): each sample takes another's AUs as its target; a critic step on
+    every batch, a generator step every n_critic batches (or, in the warm-up, G's L1 alone)."""
+    u_y, donors = pair_targets(u_x, rng, args.target_noise, return_donors=True)
+    u_rel = u_y - u_x
+    generator_turn = not warmup and step % args.n_critic == 0
+    expression = None
+    if args.expression_loss == "estimator" and generator_turn:
+        expression = robust_expression(accelerator, frozen_estimator, x, donors, rng)
+    if warmup:  # G learns to copy its input first: every step, no critics
+        terms = warmup_step(accelerator, nets, optimizers, x, u_x)
+    else:
+        terms = critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights, rng)
+    if generator_turn:
+        terms.update(generator_step(accelerator, nets, optimizers, x, u_rel, u_y, weights, expression))
+    return terms
+
+
+def render_step(
+    accelerator, nets, optimizers, x, u_x, landmark_reader, weights: RenderWeights, rng
+) -> dict[str, torch.Tensor]:
+    """--objective render: random parts of each face are blanked (wemgan.render_masks) and the
+    Renderer draws them back from the face's landmarks and AUs. The critics (if any) step first on
+    this batch's drawing, then the Renderer steps against them: one renderer pass per batch."""
+    with torch.no_grad(), accelerator.autocast():
+        landmarks = landmark_reader(x).float()
+    mask = training_masks(landmarks, x.shape[-1], rng)
+    critics = [accelerator.unwrap_model(nets[n]) for n in ("image_critic", "high_frequency_critic") if n in nets]
+    with accelerator.autocast():
+        drawn = nets["renderer"](x, mask, landmarks, u_x)
+    terms: dict[str, torch.Tensor] = {}
+    if critics:
+        grad_scale = accelerator.scaler.get_scale() if accelerator.scaler is not None else 1.0
+        critic_weights = LossWeights(lambda_gp=weights.lambda_gp, lambda_d_cond=0.0)  # no AU head: nothing to fool
+        with accelerator.autocast():
+            d_image = image_discriminator_loss(nets["image_critic"], x, drawn, u_x, critic_weights, grad_scale, rng)
+        _update(accelerator, optimizers["image_critic"], d_image["loss"])
+        terms |= {f"d_image/{k}": v for k, v in d_image.items() if k != "cond"}
+        if "high_frequency_critic" in nets:
+            with accelerator.autocast():
+                d_high = high_frequency_discriminator_loss(
+                    nets["high_frequency_critic"], x, drawn, critic_weights, grad_scale, rng
+                )
+            _update(accelerator, optimizers["high_frequency_critic"], d_high["loss"])
+            terms |= {f"d_high/{k}": v for k, v in d_high.items()}
+        for critic in critics:
+            critic.requires_grad_(False)
+    with accelerator.autocast():
+        losses = render_loss(drawn, x, mask, *([*critics, None, None])[:2], weights)
+    _update(accelerator, optimizers["renderer"], losses["loss"])
+    for critic in critics:
+        critic.requires_grad_(True)
+    return terms | {f"r/{k}": v for k, v in losses.items()}
+
+
 def critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights: LossWeights, rng) -> dict[str, torch.Tensor]:
     """D_I (eq. 1 + λ1 eq. 5) and D_H (eq. 3) on one batch, one backward per optimizer (fp16
     loss scaling updates its scale at every optimizer step); plus the AU estimator's step.
@@ -554,50 +572,35 @@ def critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights: LossWeigh
 
 
 def generator_step(
-    accelerator, nets, optimizers, x, u_rel, u_y, weights: LossWeights, expression=None, motion=None
+    accelerator, nets, optimizers, x, u_rel, u_y, weights: LossWeights, expression=None
 ) -> dict[str, torch.Tensor]:
     """G on one batch (eq. 9). The critics judge through their unwrapped modules with
     requires_grad off: no gradients for them, and no DDP reduction to wait for.
-    expression: L_Gcond as a function of the edit (robust_expression), else D_I's AU head (paper).
-    motion: the landmark-motion loss as a function of G's flow (landmark_motion), or None."""
+    expression: L_Gcond as a function of the edit (robust_expression), else D_I's AU head (paper)."""
     critics = [accelerator.unwrap_model(nets[n]) for n in ("image_critic", "high_frequency_critic") if n in nets]
     for critic in critics:
         critic.requires_grad_(False)
     generator = nets["generator"]
     with accelerator.autocast():  # one region: G's weights are cast once for its two calls
         # G(x, u_rel) and G(x, 0) in one call: instance norm is per sample, so batching changes nothing.
-        both, parts = generator(torch.cat([x, x]), torch.cat([u_rel, torch.zeros_like(u_rel)]), return_parts=True)
-        fake, x_self = both.chunk(2)
+        fake, x_self = generator(torch.cat([x, x]), torch.cat([u_rel, torch.zeros_like(u_rel)])).chunk(2)
         x_cycle = generator(fake, -u_rel)
         high = critics[1] if len(critics) > 1 else None
-        terms = generator_loss(fake, x, x_self, x_cycle, u_y, critics[0], high, weights, expression, parts, motion)
+        terms = generator_loss(fake, x, x_self, x_cycle, u_y, critics[0], high, weights, expression)
     _update(accelerator, optimizers["generator"], terms["loss"])
     for critic in critics:
         critic.requires_grad_(True)
     return {f"g/{k}": v for k, v in terms.items()}
 
 
-def warmup_step(
-    accelerator, nets, optimizers, x, u_x, u_rel=None, weights: LossWeights | None = None, motion=None
-) -> dict[str, torch.Tensor]:
+def warmup_step(accelerator, nets, optimizers, x, u_x) -> dict[str, torch.Tensor]:
     """--reconstruction_warmup_steps: G(x, 0) -> x by L1 alone, plus the AU estimator's step.
     With the paper's lr and one G step per 4 batches, a U-Net needs thousands of steps just to
-    learn to copy its input; a short run gets there first, then learns to edit.
-    motion (--lambda_landmark_motion): G also learns the moves, G(x, u_rel)'s flow making the
-    landmark moves of real faces and G(x, 0)'s none, with the mask and flow penalties of the GAN
-    phase: the warp exists before any critic or AU network can be fooled by painting."""
-    generator = nets["generator"]
+    learn to copy its input; a short run gets there first, then learns to edit."""
     with accelerator.autocast():
-        if motion is None:
-            rec = l1_distance(x, generator(x, torch.zeros_like(u_x)))
-            loss, regularisation = rec, {}
-        else:
-            both, parts = generator(torch.cat([x, x]), torch.cat([u_rel, torch.zeros_like(u_rel)]), return_parts=True)
-            rec = l1_distance(x, both.chunk(2)[1])
-            regularisation = edit_regularisation(parts, weights, motion)
-            loss = weights.lambda_rec * rec + sum(regularisation.values())
-    _update(accelerator, optimizers["generator"], loss)
-    terms = {"g/warmup_rec": rec.detach()} | {f"g/warmup_{k}": v.detach() for k, v in regularisation.items()}
+        rec = l1_distance(x, nets["generator"](x, torch.zeros_like(u_x)))
+    _update(accelerator, optimizers["generator"], rec)
+    terms = {"g/warmup_rec": rec.detach()}
     if "estimator" in nets:
         terms["estimator/loss"] = estimator_step(accelerator, nets, optimizers, x, u_x)
     return terms
@@ -615,28 +618,6 @@ def robust_expression(accelerator, estimator: AUEstimator, x, donors, rng):
         return robust_expression_loss(lambda v: estimator(v, calibrated=False), fake, targets, rng)
 
     return loss
-
-
-def landmark_motion(
-    x: torch.Tensor,
-    u_rel: torch.Tensor,
-    basis: torch.Tensor | None = None,
-    parted_lips: bool = False,
-    flow_resolution: int = 32,
-):
-    """--lambda_landmark_motion: flow -> landmark_motion_loss for G's batch of [x, x] edited by [u_rel, 0]:
-    the flow should move x's landmarks as real faces' move for u_rel (wemgan.landmark_motion) and
-    nothing for 0, so G(x, 0) keeps the face where it is (edit's paste-back subtracts it). basis: a
-    motion-prior generator's own (saved with it), so that its prior and this target agree;
-    parted_lips: --mouth_cavity's flow, cut between the lips (the generator's prior is that too)."""
-    landmarks = crop_landmarks(x)
-    moves = landmark_displacements(landmarks, u_rel, basis)
-    landmarks, moves = torch.cat([landmarks, landmarks]), torch.cat([moves, torch.zeros_like(moves)])
-    size = x.shape[-1]
-    if parted_lips:  # the flow is full size, its halves are computed at flow_resolution
-        target = parted_lips_flow(landmarks, moves, size, flow_resolution)
-        return lambda flow: landmark_motion_loss(flow, target, size)
-    return lambda flow: landmark_motion_loss(flow, motion_flow(landmarks, moves, size, flow.shape[-1]), size)
 
 
 def estimator_step(accelerator, nets, optimizers, x, u_x) -> torch.Tensor:
@@ -689,6 +670,34 @@ def _write_samples(accelerator, output_dir: Path, generator, faces, aus, step: i
     save_atomic_png(grid, output_dir / "samples" / f"step-{step:07d}.png")
 
 
+@torch.no_grad()
+def _write_render_samples(accelerator, output_dir: Path, renderer, landmark_reader, faces, aus, step: int) -> None:
+    """Per face: the face | its masked input with the landmark contours | its redrawing | the
+    contours of the next face's mouth, fitted to this mouth | the mouth drawn from them | that face."""
+    if not accelerator.is_main_process:
+        return
+    net = renderer.module if isinstance(renderer, AveragedModel) else accelerator.unwrap_model(renderer)
+    faces, aus = faces.to(accelerator.device), aus.to(accelerator.device)
+    landmarks = landmark_reader(faces).float()
+    size = faces.shape[-1]
+    mask = training_masks(landmarks, size, torch.Generator(device=faces.device).manual_seed(0))
+    contours = draw_contours(landmarks, size).amax(1, keepdim=True)
+    shown = (faces * (1 - mask)).maximum(contours * 2 - 1)
+    donor = landmarks.roll(1, 0)
+    mouth = list(range(48, 68))
+    centre, donor_centre = landmarks[:, mouth].mean(1, keepdim=True), donor[:, mouth].mean(1, keepdim=True)
+    width = (landmarks[:, 54] - landmarks[:, 48]).norm(dim=-1) / (donor[:, 54] - donor[:, 48]).norm(dim=-1)
+    target = landmarks.clone()
+    target[:, mouth] = centre + (donor[:, mouth] - donor_centre) * width.view(-1, 1, 1)
+    swap_mask = torch.maximum(mouth_mask(landmarks, size, 4.0), mouth_mask(target, size, 4.0))
+    target_drawing = draw_contours(target, size).amax(1, keepdim=True) * 2 - 1
+    columns = [faces, shown, net(faces, mask, landmarks, aus), target_drawing.expand_as(faces),
+               net(faces, swap_mask, target, aus.roll(1, 0)), faces.roll(1, 0)]  # fmt: skip
+    grid = image_grid([[column[i].cpu() for column in columns] for i in range(len(faces))])
+    (output_dir / "samples").mkdir(exist_ok=True)
+    save_atomic_png(grid, output_dir / "samples" / f"step-{step:07d}.png")
+
+
 def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, estimator, step: int) -> Path:
     """accelerate state + the inference model, written under a .tmp name and renamed when complete."""
     final = output_dir / "checkpoints" / f"checkpoint-{step}"
@@ -700,7 +709,10 @@ def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, estimator, 
     accelerator.save_state(str(staging))
     if accelerator.is_main_process:
         (staging / "train_state.json").write_text(json.dumps({"step": step}))
-        _inference_from(accelerator, args, nets, ema, estimator, step).save_pretrained(staging / "inference")
+        if args.objective == "render":
+            _save_renderer(accelerator, args, nets, ema, staging / "renderer", step)
+        else:
+            _inference_from(accelerator, args, nets, ema, estimator, step).save_pretrained(staging / "inference")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         for old in list_checkpoints(output_dir)[: -args.checkpoints_total_limit]:
@@ -714,7 +726,26 @@ def _inference_from(accelerator, args, nets, ema, estimator, step: int) -> WEMGA
     return inference_model(args, generator, accelerator.unwrap_model(estimator), step)
 
 
+def _save_renderer(accelerator, args, nets, ema, folder: Path, step: int) -> None:
+    """The trained Renderer (its EMA if kept): model.safetensors + config.json (its constructor
+    arguments and how it was trained), what hub/export.py composes with the landmark editor."""
+    renderer = ema.module if ema is not None else accelerator.unwrap_model(nets["renderer"])
+    folder.mkdir(parents=True, exist_ok=True)
+    config = asdict(network_config(args))  # RendererConfig fields
+    state = {k: v.detach().cpu().contiguous() for k, v in renderer.state_dict().items()}
+    safetensors.torch.save_file(state, str(folder / "model.safetensors"))
+    record = {"config": config, "image_size": renderer.image_size, "steps": step, "command": args.command,
+              "dataset": str(args.dataset)}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(record, indent=2))
+
+
 def _export(accelerator, args, folder: Path, nets, ema, estimator, step: int) -> Path:
+    if args.objective == "render":  # the renderer alone: hub/export.py composes it with the editor
+        if accelerator.is_main_process:
+            _save_renderer(accelerator, args, nets, ema, folder.with_name("renderer"), step)
+            print(f"renderer: {folder.with_name('renderer')}")
+        accelerator.wait_for_everyone()
+        return folder.with_name("renderer")
     if accelerator.is_main_process:
         model = _inference_from(accelerator, args, nets, ema, estimator, step)
         write_hub_folder(model.cpu(), folder, model_card(model))

@@ -84,7 +84,7 @@ def main(args: argparse.Namespace) -> None:
     with torch.inference_mode():
         rows = {
             "reference: WEMGAN.edit(photo), no cache": median_ms(lambda: model.edit(photo, aus="Happy"), args.repeats),
-            "generator, one crop": median_ms(lambda: model.generator(crop, -aus), args.repeats),
+            "model's networks, one crop": median_ms(lambda: model.edit_crops(crop, -aus, aus), args.repeats),
             "live edit + JPEG: Demo.edit_live": median_ms(move, args.repeats),
             "slider event -> image (edit_live + gradio postprocess)": median_ms(
                 lambda: output.postprocess(move()), args.repeats

@@ -14,33 +14,44 @@ the better reading makes transfer targets and slider start values closer to the 
 
     python hub/export.py hub/default --estimator ../runs/estimator-v2 --out ../runs/default-est2
 
---prior-only leaves a motion-prior generator's encoder-decoder out: its edits are then the
-landmark motion of real faces alone (wemgan.landmark_motion), which no trained part has yet
-beaten (docs/recipe-trials.md). --mouth-cavity draws the inside of the mouths that the motion
-opens, --appearance adds the smile's brightness patterns of real faces
-(wemgan.landmark_appearance), and --motion-strength scales the motion and those patterns.
+--editor builds the landmark editor's model from its fits instead of a run (no GAN checkpoint): the
+packaged motion basis and appearance maps (python -m wemgan.landmark_fit), the LandmarkRegressor of
+--regressor (a regressor folder, or a model folder such as hub/default that holds one), the AU
+estimator of --estimator, and with --renderer the Renderer a `train_accelerate.py --objective render`
+run wrote (RUN/renderer or a checkpoint's renderer/ folder).
 
-    python hub/export.py ../runs/long-prior --prior-only --mouth-cavity --appearance --motion-strength 0.75 --out DIR
+    python hub/export.py --editor --regressor hub/default --estimator hub/default --motion-strength 0.75 \
+        --renderer ../runs/render/renderer --dtype float16 --out DIR
+
+An existing Hub folder given as RUN is written again in today's format (a folder of before
+2026-12-06 is converted on loading, wemgan.legacy): its edits do not change.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
+import safetensors.torch
 import torch
 
 from wemgan import WEMGAN
 from wemgan.au_training import load_trained_estimator
+from wemgan.config import EditorConfig
+from wemgan.editor import LandmarkEditor
 from wemgan.export import list_checkpoints, model_card, model_config, write_hub_folder
+from wemgan.landmark_appearance import packaged_record
+from wemgan.landmark_fit import load_landmark_regressor
+from wemgan.landmark_motion import motion_record
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="training output dir or checkpoint folder")
+    parser.add_argument("run", type=Path, nargs="?", help="training output dir, checkpoint folder or Hub folder")
     parser.add_argument("--out", type=Path, required=True, help="Hub folder to write (replaced atomically)")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="storage dtype of the weights")
     parser.add_argument(
@@ -49,24 +60,28 @@ def parse_args() -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument(
         "--estimator", type=Path, default=None, metavar="DIR",
-        help="replace the AU estimator by this stand-alone one (python -m wemgan.au_training)",
+        help="the AU estimator: a stand-alone one (python -m wemgan.au_training) or a model folder's",
     )  # fmt: skip
-    parser.add_argument(
-        "--prior-only", action="store_true",
-        help="motion-prior generators: switch the learnt flow and colour off (the landmark motion alone)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--mouth-cavity", action="store_true", help="motion-prior generators: draw the inside of mouths they open"
-    )
-    parser.add_argument(
-        "--appearance", action="store_true",
-        help="motion-prior generators: the smile's AUs also brighten and darken the skin as on real faces",
-    )  # fmt: skip
-    parser.add_argument(
-        "--motion-strength", type=float, default=None, metavar="S",
-        help="motion-prior generators: scale the landmark motion (and appearance) by S (0 < S <= 2)",
-    )  # fmt: skip
-    return parser.parse_args()
+    parser.add_argument("--editor", action="store_true", help="build the landmark editor's model from its fits")
+    parser.add_argument("--regressor", type=Path, default=None, metavar="DIR", help="--editor: the landmark regressor")
+    parser.add_argument("--renderer", type=Path, default=None, metavar="DIR", help="--editor: a trained Renderer")
+    parser.add_argument("--motion-strength", type=float, default=1.0, metavar="S", help="--editor: in (0, 2]")
+    parser.add_argument("--no-mouth-cavity", action="store_true", help="--editor: no drawn mouth")
+    parser.add_argument("--no-appearance", action="store_true", help="--editor: no skin shading")
+    args = parser.parse_args()
+    if args.editor == (args.run is not None):
+        parser.error("give either RUN (a run or model folder to export) or --editor (a model from the fits)")
+    if args.editor and (args.regressor is None or args.estimator is None):
+        parser.error("--editor needs --regressor and --estimator (e.g. hub/default for both)")
+    if args.renderer is not None and not args.editor:
+        parser.error("--renderer composes with the landmark editor: add --editor")
+    if args.editor:
+        editor = EditorConfig(args.motion_strength, not args.no_mouth_cavity, not args.no_appearance)
+        try:
+            editor.validate()
+        except ValueError as error:
+            parser.error(str(error))
+    return args
 
 
 def find_inference_folder(run: Path) -> Path:
@@ -82,81 +97,72 @@ def find_inference_folder(run: Path) -> Path:
 
 
 def with_estimator(model: WEMGAN, folder: Path) -> WEMGAN:
-    """A copy of `model` whose AU estimator is the stand-alone one in `folder`; the provenance
-    records where it came from."""
+    """A copy of `model` whose AU estimator is the one in `folder` (stand-alone or a model's); the
+    provenance records where it came from."""
     estimator, record = load_trained_estimator(folder)
     config = model_config(model)
-    config |= {
-        "estimator_channels": record["estimator_channels"],
-        "estimator_max_channels": record["estimator_max_channels"],
-        "estimator_calibration_knots": record["estimator_calibration_knots"],
+    config["estimator"] = {
+        "channels": record["estimator_channels"],
+        "max_channels": record["estimator_max_channels"],
+        "calibration_knots": record["estimator_calibration_knots"],
     }
     provenance = dict(model.provenance)
     provenance["estimator"] = {"folder": str(folder), **record}  # how it was trained: data, widths, steps, ...
     replaced = WEMGAN(**config, provenance=provenance)
-    replaced.generator.load_state_dict(model.generator.state_dict())
-    replaced.au_estimator.load_state_dict(estimator.state_dict())
+    state = {name: value for name, value in model.state_dict().items() if not name.startswith("au_estimator.")}
+    state |= {f"au_estimator.{name}": value for name, value in estimator.state_dict().items()}
+    replaced.load_state_dict(state)
     return replaced.eval()
 
 
-def parts_records(model: WEMGAN, prior_only: bool, added_appearance: bool) -> dict:
-    """How the parts a prior-only model keeps were made: the landmark regressor's record (from the
-    folder the run loaded it from, when it is here) and the appearance fit's."""
-    records = {}
-    folder = model.provenance.get("config", {}).get("motion_prior")
-    if prior_only and folder and (Path(folder) / "model.json").is_file():
-        records["landmark_regressor"] = {"folder": folder, **json.loads((Path(folder) / "model.json").read_text())}
-    if added_appearance:
-        from wemgan.landmark_appearance import packaged_record
+def editor_model(args: argparse.Namespace) -> WEMGAN:
+    """The landmark editor's model built from the fits, the regressor, the estimator (and a renderer)."""
+    regressor, regressor_record = load_landmark_regressor(args.regressor)
+    estimator, estimator_record = load_trained_estimator(args.estimator)
+    editor = LandmarkEditor.from_fits(
+        regressor, motion_strength=args.motion_strength, mouth_cavity=not args.no_mouth_cavity,
+        appearance=not args.no_appearance,
+    )  # fmt: skip
+    provenance = {"dataset": "faces-au", "landmark_regressor": regressor_record, "estimator": estimator_record,
+                  "landmark_motion": {k: v for k, v in motion_record().items() if k != "basis"}}  # fmt: skip
+    if editor.appearance:
+        provenance["appearance"] = packaged_record()
+    renderer_config, renderer_state = None, {}
+    if args.renderer is not None:
+        renderer_config, renderer_state, provenance["renderer"] = load_renderer(args.renderer)
+    model = WEMGAN(
+        editor=asdict(EditorConfig(args.motion_strength, not args.no_mouth_cavity, not args.no_appearance)),
+        renderer=renderer_config,
+        estimator={"channels": estimator_record["estimator_channels"],
+                   "max_channels": estimator_record["estimator_max_channels"],
+                   "calibration_knots": estimator_record["estimator_calibration_knots"]},
+        provenance=provenance,
+    )  # fmt: skip
+    state = {f"editor.{name}": value for name, value in editor.state_dict().items()}
+    state |= {f"au_estimator.{name}": value for name, value in estimator.state_dict().items()}
+    state |= {f"renderer.{name}": value for name, value in renderer_state.items()}
+    model.load_state_dict(state)  # strict: every weight is accounted for
+    return model.eval()
 
-        records["appearance"] = packaged_record()
-    return records
 
-
-def with_prior_changes(
-    model: WEMGAN, prior_only: bool, mouth_cavity: bool, motion_strength: float | None, appearance: bool = False
-) -> WEMGAN:
-    """A copy of a motion-prior `model` without its encoder-decoder (prior_only), with its mouth
-    cavity and appearance on, and its landmark motion (and appearance) scaled; the provenance
-    records each change."""
-    if not model.generator.motion_prior:
-        raise SystemExit("--prior-only, --mouth-cavity, --appearance and --motion-strength need a motion-prior model")
-    if motion_strength is not None and not 0 < motion_strength <= 2:
-        raise SystemExit(f"--motion-strength must be in (0, 2], got {motion_strength}")
-    config = model_config(model)
-    changes = dict(model.provenance.get("prior_changes", {}))
-    if mouth_cavity:  # the cavity replaces the colour head, which the stretch gate limited
-        config["mouth_cavity"] = changes["mouth_cavity"] = True
-        config["stretch_gate"] = False
-    if prior_only:  # the encoder-decoder is left out: the regressor, the basis and the estimator stay
-        config["prior_only"] = changes["prior_only"] = True
-        config["stretch_gate"] = config["shading"] = config["zero_gate"] = False
-    added_appearance = appearance and not config.get("appearance")
-    if appearance:
-        config["appearance"] = changes["appearance"] = True
-    strength = 1.0 if motion_strength is None else motion_strength
-    changes["motion_strength"] = round(changes.get("motion_strength", 1.0) * strength, 6)
-    provenance = {**model.provenance, "prior_changes": changes, **parts_records(model, prior_only, added_appearance)}
-    changed = WEMGAN(**config, provenance=provenance)
-    own = changed.state_dict()
-    kept = {name: value for name, value in model.state_dict().items() if name in own}
-    missing = changed.load_state_dict(kept, strict=False).missing_keys  # the new appearance patterns at most
-    if any(not name.startswith("generator.appearance_") for name in missing):
-        raise SystemExit(f"the changed model lacks weights the source should hold: {missing}")
-    with torch.no_grad():
-        changed.generator.motion_basis *= strength
-        if changed.generator.appearance:  # new patterns take the motion's whole strength, kept ones the factor
-            changed.generator.appearance_maps *= changes["motion_strength"] if added_appearance else strength
-    return changed.eval()
+def load_renderer(folder: Path) -> tuple[dict, dict, dict]:
+    """(RendererConfig fields, state dict, training record) of a Renderer written by
+    train_accelerate.py --objective render (model.safetensors + config.json)."""
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise SystemExit(f"{folder} holds no renderer (model.safetensors + config.json from --objective render)")
+    record = json.loads((folder / "config.json").read_text())
+    config = {key: record["config"][key] for key in ("base_channels", "max_channels", "skip_levels", "upsample")}
+    return config, safetensors.torch.load_file(folder / "model.safetensors"), record
 
 
 def main(args: argparse.Namespace) -> None:
-    source = find_inference_folder(args.run)
-    model = WEMGAN.from_pretrained(source)
-    if args.estimator is not None:
-        model = with_estimator(model, args.estimator)
-    if args.prior_only or args.mouth_cavity or args.appearance or args.motion_strength is not None:
-        model = with_prior_changes(model, args.prior_only, args.mouth_cavity, args.motion_strength, args.appearance)
+    if args.editor:
+        model, source = editor_model(args), "the landmark fits"
+    else:
+        source = find_inference_folder(args.run)
+        model = WEMGAN.from_pretrained(source)
+        if args.estimator is not None:
+            model = with_estimator(model, args.estimator)
     sections = {}
     for item in args.card_section:
         title, sep, file = item.partition("=")

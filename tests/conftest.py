@@ -16,7 +16,7 @@ from PIL import Image
 
 from wemgan import WEMGAN
 
-TINY = dict(base_channels=8, max_channels=32, estimator_channels=8, estimator_max_channels=16)
+TINY = dict(generator=dict(base_channels=8, max_channels=32), estimator=dict(channels=8, max_channels=16))
 
 
 @pytest.fixture

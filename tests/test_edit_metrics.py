@@ -111,7 +111,7 @@ def test_moved_measures_forgive_motion_and_keep_painted_colour_and_smudges():
     chroma ratio); once the source is moved onto the edit, only the painted blotch is left, and
     a grey patch, which the chroma ratio cannot see, is a smudge.
     (Smooth skin: resampling along a sub-pixel flow blurs pixel noise, which the moved speckle
-    share counts; real crops keep ~0.05 of a warp's energy there, docs/recipe-trials.md.)"""
+    share counts; real crops keep ~0.05 of a warp's energy there, docs/research/measures.md.)"""
     skin = _skin(2, noise=0).astype(np.float64)
     lip = np.array([180.0, 60.0, 70.0])
 

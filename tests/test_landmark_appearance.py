@@ -8,16 +8,10 @@ import torch
 from test_landmark_motion import SIZE, drawn_face_landmarks, fixed_landmarks
 
 from wemgan.aus import AU_NAMES
-from wemgan.generator import Generator
-from wemgan.landmark_appearance import (
-    APPEARANCE_AUS,
-    MAP_SIZE,
-    appearance_shading,
-    fit_maps,
-    packaged_maps,
-    skin_mask,
-    with_appearance,
-)
+from wemgan.editor import LandmarkEditor
+from wemgan.landmark_appearance import APPEARANCE_AUS, MAP_SIZE, appearance_shading, packaged_maps, with_appearance
+from wemgan.landmark_fit import fit_maps, skin_mask
+from wemgan.landmark_regressor import LandmarkRegressor
 
 AU12 = AU_NAMES.index("AU12")
 
@@ -71,19 +65,16 @@ def test_with_appearance_scales_r_g_and_b_alike_and_returns_the_image_for_no_sha
     assert torch.allclose(ratio, torch.full_like(ratio, float(np.exp(-0.1))), atol=1e-4)  # no colour change
 
 
-def test_a_generator_with_appearance_darkens_the_folds_of_a_smile_and_keeps_no_change_exact():
+def test_an_editor_with_appearance_darkens_the_folds_of_a_smile_and_keeps_no_change_exact():
     torch.manual_seed(0)
-    generator = Generator(17, 8, 16, 5, output="warp", motion_prior=True, mouth_cavity=True, prior_only=True)
-    with_skin = Generator(
-        17, 8, 16, 5, output="warp", motion_prior=True, mouth_cavity=True, prior_only=True, appearance=True
-    )
-    with_skin.load_state_dict(generator.state_dict(), strict=False)
-    for g in (generator, with_skin):
-        fixed_landmarks(g, drawn_face_landmarks())
+    regressor = LandmarkRegressor(SIZE)
+    editor, with_skin = (LandmarkEditor.from_fits(regressor, appearance=skin) for skin in (False, True))
+    for e in (editor, with_skin):
+        fixed_landmarks(e, drawn_face_landmarks())
     x = torch.full((1, 3, SIZE, SIZE), 0.2)
     with torch.no_grad():
-        assert torch.equal(with_skin(x, torch.zeros(1, 17)), x)
-        moved, shaded = generator(x, smile()), with_skin(x, smile())
+        assert torch.equal(with_skin(x, torch.zeros(1, 17)).image, x)
+        moved, shaded = editor(x, smile()).image, with_skin(x, smile()).image
     change = shaded - moved
     assert change.abs().max() > 0.01
     # A grey face changes grey: R, G and B alike.

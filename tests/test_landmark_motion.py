@@ -1,4 +1,4 @@
-"""The landmark-motion target of warp generators (wemgan/landmark_motion.py, --lambda_landmark_motion)."""
+"""The landmark editor: its motion (wemgan/landmark_motion.py), drawn mouth, fits and regressor."""
 
 from __future__ import annotations
 
@@ -9,26 +9,24 @@ import numpy as np
 import pytest
 import torch
 
+from wemgan import WEMGAN
 from wemgan.aus import AU_NAMES
-from wemgan.generator import flow_stretch, warp
+from wemgan.editor import LandmarkEditor
+from wemgan.flow import flow_stretch, polygon_coverage, warp
+from wemgan.landmark_fit import MOVED_BY, REGIONS, fit_motion, load_landmark_regressor, train_regressor
 from wemgan.landmark_motion import (
     FLOW_RIDGE,
     MOTION_FILE,
-    MOVED_BY,
-    REGIONS,
-    fit_motion,
     landmark_displacements,
     local_unfolding,
     motion_basis,
     motion_flow,
-    mouth_cavity,
-    mouth_region,
     parted_lips_flow,
-    polygon_coverage,
     uncrossed,
     unfolding_scale,
 )
-from wemgan.losses import LossWeights, edit_regularisation, landmark_motion_loss
+from wemgan.landmark_regressor import LandmarkRegressor
+from wemgan.mouth_cavity import mouth_cavity
 
 SIZE = 128
 
@@ -113,17 +111,6 @@ def test_local_unfolding_weakens_only_around_a_fold(r):
     assert (1 - flow_stretch(flow * factors, size, floor=False)).min() > 0  # no longer folded
 
 
-def test_landmark_motion_loss_is_the_mean_pixel_distance_and_reaches_the_flow():
-    target = torch.zeros(2, 2, 16, 16)
-    target[:, 0] = 3 / (SIZE / 2)  # 3 px everywhere along x
-    flow = torch.zeros(2, 2, 16, 16, requires_grad=True)
-    loss = landmark_motion_loss(flow, target, SIZE)
-    assert loss.item() == pytest.approx(1.5)  # |3| in x, 0 in y
-    loss.backward()
-    assert flow.grad[:, 0].lt(0).all() and flow.grad[:, 1].eq(0).all()
-    assert landmark_motion_loss(target, target, SIZE).item() == 0
-
-
 def test_displacements_turn_and_scale_with_the_face():
     basis = torch.zeros(17, 68, 2)
     basis[AU_NAMES.index("AU12"), 48] = torch.tensor([-0.1, -0.2])  # right lip corner: out and up
@@ -183,43 +170,6 @@ def test_packaged_basis_moves_what_each_au_moves():
     assert record["au_gain"]["AU26"] < 1 and record["au_gain"]["AU12"] == record["gain"]
 
 
-def test_landmark_motion_term_is_weighted_and_off_by_default():
-    assert LossWeights().lambda_landmark_motion == 0.0  # the paper has no such term
-    parts = {"flow": torch.zeros(1, 2, 16, 16)}
-    target = torch.full((1, 2, 16, 16), 2 / (SIZE / 2))
-
-    def motion(flow):
-        return landmark_motion_loss(flow, target, SIZE)
-
-    terms = edit_regularisation(parts, LossWeights(lambda_landmark_motion=3.0), motion)
-    assert terms["landmark_motion"].item() == pytest.approx(6.0)
-    assert "landmark_motion" not in edit_regularisation(parts, LossWeights())
-
-
-def test_landmark_motion_flag_needs_a_warp_generator():
-    import train_accelerate as ta
-
-    with pytest.raises(SystemExit):
-        ta.parse_args(["--lambda_landmark_motion", "5"])
-    assert ta.parse_args(["--lambda_landmark_motion", "5", "--generator_output", "warp"]).lambda_landmark_motion == 5
-
-
-def test_train_a_warp_generator_toward_real_landmark_motion(tmp_path):
-    from wemgan.metrics.geometry import geometry_unavailable
-
-    if reason := geometry_unavailable():
-        pytest.skip(reason)
-    from tests.test_train import train  # the tiny-network launcher
-
-    out = tmp_path / "run"
-    train(out, "--max_train_steps", "6", "--n_critic", "2", "--generator_output", "warp", "--upsample", "resize",
-          "--lambda_landmark_motion", "5", "--reconstruction_warmup_steps", "2", "--log_steps", "1")  # fmt: skip
-    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    for key in ("g/warmup_landmark_motion", "g/landmark_motion"):  # learnt in the warm-up, kept in the GAN phase
-        values = [record[key] for record in logged if key in record]
-        assert values and all(math.isfinite(v) and v > 0 for v in values), key
-
-
 def test_landmark_regressor_reads_pixel_positions_and_rejects_other_sizes():
     from wemgan.landmark_regressor import LandmarkRegressor
 
@@ -230,9 +180,9 @@ def test_landmark_regressor_reads_pixel_positions_and_rejects_other_sizes():
         regressor(torch.zeros(1, 3, 64, 64))
 
 
-def fixed_landmarks(generator, landmarks: torch.Tensor) -> None:
-    """Make a motion-prior generator's regressor read `landmarks` (1 x 68 x 2) on every face."""
-    generator.landmark_regressor.forward = lambda x: landmarks.expand(len(x), 68, 2)
+def fixed_landmarks(editor, landmarks: torch.Tensor) -> None:
+    """Make an editor's regressor read `landmarks` (1 x 68 x 2) on every face."""
+    editor.landmark_regressor.forward = lambda x: landmarks.expand(len(x), 68, 2)
 
 
 def face_landmarks() -> torch.Tensor:
@@ -241,27 +191,6 @@ def face_landmarks() -> torch.Tensor:
     points[0, 36:42], points[0, 42:48] = torch.tensor([40.0, 50.0]), torch.tensor([88.0, 50.0])
     points[0, 48], points[0, 54] = torch.tensor([48.0, 92.0]), torch.tensor([80.0, 92.0])  # lip corners
     return points
-
-
-def test_motion_prior_generator_starts_as_the_landmark_warp_and_holds_still_for_no_change():
-    from wemgan.generator import Generator
-
-    torch.manual_seed(0)
-    generator = Generator(17, 8, 16, 5, output="warp", upsample="resize", motion_prior=True)
-    landmarks = face_landmarks()
-    fixed_landmarks(generator, landmarks)
-    x = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
-    happy = torch.zeros(2, 17)
-    happy[:, AU_NAMES.index("AU12")] = 0.8
-    _, parts = generator(x, happy, return_parts=True)
-    moves = landmark_displacements(landmarks.expand(2, 68, 2), happy)
-    expected = motion_flow(landmarks.expand(2, 68, 2), moves, SIZE, parts["flow"].shape[-1])
-    assert torch.allclose(parts["flow"], expected, atol=1e-6)  # the learnt part starts at zero
-    assert expected.abs().max() * SIZE / 2 > 3  # and the prior really moves the lip corners
-    _, still = generator(x, torch.zeros(2, 17), return_parts=True)
-    assert still["flow"].abs().max() == 0
-    with pytest.raises(ValueError, match="motion_prior"):
-        Generator(17, 8, 16, 5, output="mask", motion_prior=True)
 
 
 def drawn_face_landmarks() -> torch.Tensor:
@@ -277,37 +206,6 @@ def drawn_face_landmarks() -> torch.Tensor:
     eyes = ellipse(44, 52, 7, 3, 6) + ellipse(84, 52, 7, 3, 6)
     lips = ellipse(64, 94, 16, 7, 12) + ellipse(64, 94, 10, 1, 8)
     return torch.tensor([jaw + brows + nose + eyes + lips], dtype=torch.float32)
-
-
-def test_mouth_region_covers_the_lips_where_they_are_and_where_they_go_and_not_the_eyes():
-    landmarks = drawn_face_landmarks()
-    moves = torch.zeros_like(landmarks)
-    moves[0, 48:68, 1] = 6.0  # the mouth moves 6 px down
-    region = mouth_region(landmarks, moves, SIZE)[0, 0]
-    for x, y in landmarks[0, 48:68].round().long().tolist() + (landmarks + moves)[0, 48:68].round().long().tolist():
-        assert region[y, x] == 1
-    assert region[44:60, 30:100].amax() == 0 and region[:60].amax() == 0  # eyes, brows, forehead
-    assert 0 < region[94, 80 + 3] < 1 and region[94, 80 + 4] == 0  # faded out at its margin
-
-
-def test_with_a_motion_prior_the_stretch_gate_paints_only_around_the_mouth():
-    """Closing the eyes (AU45) stretches the lids as opening the mouth (AU25, AU26) stretches the
-    lips; colour is let in only at the mouth, where a warp cannot draw what shows."""
-    from wemgan.generator import Generator
-
-    torch.manual_seed(0)
-    generator = Generator(17, 8, 16, 5, output="warp", upsample="resize", motion_prior=True, stretch_gate=True)
-    torch.nn.init.zeros_(generator.to_mask.weight), torch.nn.init.constant_(generator.to_mask.bias, 4.0)  # paint
-    landmarks = drawn_face_landmarks()
-    fixed_landmarks(generator, landmarks)
-    u = torch.zeros(1, 17)
-    u[0, [AU_NAMES.index(name) for name in ("AU45", "AU25", "AU26")]] = 1.0
-    with torch.no_grad():
-        _, parts = generator(torch.rand(1, 3, SIZE, SIZE) * 2 - 1, u, return_parts=True)
-        moves = landmark_displacements(landmarks, u, generator.motion_basis)
-    region = mouth_region(landmarks, moves, SIZE)
-    assert parts["mask"][region == 0].amax() == 0 and parts["mask"].amax() > 0.5  # the opened mouth is painted
-    assert parts["mask"][0, 0, 40:60].amax() == 0  # the closing lids are not
 
 
 def opened_mouth_moves(landmarks: torch.Tensor, opening: float = 6.0) -> torch.Tensor:
@@ -358,78 +256,9 @@ def test_mouth_cavity_paints_what_parting_uncovers_teeth_over_a_dark_inside():
     assert kept.amax() == 0
 
 
-def test_mouth_cavity_generator_opens_the_mouth_dark_and_keeps_no_change_exact():
-    from wemgan.generator import Generator
-
-    torch.manual_seed(0)
-    generator = Generator(17, 8, 16, 5, output="warp", upsample="resize", motion_prior=True, mouth_cavity=True)
-    torch.nn.init.constant_(generator.to_mask.bias, -30.0)  # no colour head: the prior and the cavity alone
-    landmarks = drawn_face_landmarks()
-    fixed_landmarks(generator, landmarks)
-    x = torch.full((1, 3, SIZE, SIZE), 0.5)
-    u = torch.zeros(1, 17)
-    u[0, [AU_NAMES.index("AU25"), AU_NAMES.index("AU26")]] = 1.0
-    with torch.no_grad():
-        edited, parts = generator(x, u, return_parts=True)
-        still = generator(x, torch.zeros(1, 17))
-    assert parts["flow"].shape[-1] == SIZE  # the cut flow is full size
-    assert parts["cavity"].amax() > 0.9 and edited.amin() < -0.5  # an opened, dark mouth on a plain face
-    assert torch.equal(still, x)
-    with pytest.raises(ValueError, match="mouth_cavity needs motion_prior"):
-        Generator(17, 8, 16, 5, output="warp", mouth_cavity=True)
-    with pytest.raises(ValueError, match="mouth_cavity replaces"):
-        Generator(17, 8, 16, 5, output="warp", motion_prior=True, mouth_cavity=True, stretch_gate=True)
-    with pytest.raises(ValueError, match="prior_only needs motion_prior"):
-        Generator(17, 8, 16, 5, output="warp", prior_only=True)
-    with pytest.raises(ValueError, match="prior_only builds no network"):
-        Generator(17, 8, 16, 5, output="warp", motion_prior=True, prior_only=True, shading=True)
-    torch.nn.init.constant_(generator.to_mask.bias, 30.0)  # a colour head that would paint everything
-    with torch.no_grad():
-        assert torch.equal(generator(x, u), edited) and "mask" not in generator(x, u, return_parts=True)[1]
-
-
-def test_shading_changes_brightness_smoothly_and_never_colour():
-    from wemgan.generator import MAX_SHADING, Generator
-    from wemgan.losses import LossWeights, edit_regularisation
-
-    torch.manual_seed(0)
-    generator = Generator(17, 8, 16, 5, output="warp", upsample="resize", shading=True)
-    torch.nn.init.constant_(generator.to_mask.bias, -30.0)  # no colour head
-    x = torch.rand(1, 3, SIZE, SIZE) * 1.2 - 0.9  # [-0.9, 0.3]: no pixel darkened or brightened out of range
-    with torch.no_grad():
-        assert torch.equal(generator(x, torch.zeros(1, 17)), x)  # an untrained head shades nothing
-        generator.to_shading.weight.normal_(0, 1.0)  # a shading that varies over the face
-        shaded, parts = generator(x, torch.zeros(1, 17), return_parts=True)
-    gain = (shaded + 1) / (x + 1)  # per pixel and channel: what the brightness was multiplied by
-    assert torch.allclose(gain, gain[:, :1].expand_as(gain), atol=1e-4)  # R, G and B alike: no colour change
-    assert gain.std() > 0.02 and (gain - 1).abs().max() <= MAX_SHADING + 1e-4
-    rough = (gain[..., 1:, :] - gain[..., :-1, :]).abs().max()
-    assert rough <= 2 * MAX_SHADING / 4 + 1e-4  # neighbours differ by at most a quarter of the range: no dots
-    terms = edit_regularisation(parts, LossWeights())
-    assert terms["shading"] > 0
-    with pytest.raises(ValueError, match="shading needs output 'warp'"):
-        Generator(17, 8, 16, 5, output="mask", shading=True)
-
-
-def test_motion_prior_model_round_trips_with_its_regressor_and_basis(tmp_path):
-    from wemgan import WEMGAN
-
-    torch.manual_seed(0)
-    model = WEMGAN(base_channels=8, max_channels=16, generator_output="warp", upsample="resize", motion_prior=True)
-    with torch.no_grad():
-        model.generator.landmark_regressor.head[1].weight.normal_(0, 0.01)
-    model.save_pretrained(tmp_path / "model")
-    loaded = WEMGAN.from_pretrained(tmp_path / "model")
-    assert loaded.generator.motion_prior
-    for key, value in model.generator.state_dict().items():
-        assert torch.equal(value, loaded.generator.state_dict()[key]), key
-    assert torch.equal(loaded.generator.motion_basis, motion_basis())
-
-
 def test_train_regressor_writes_a_loadable_model_and_a_missing_one_says_how_to_train(tmp_path):
     pytest.importorskip("datasets")
     from wemgan.data.datasets import build_uint8_cache
-    from wemgan.landmark_motion import load_landmark_regressor, train_regressor
     from wemgan.metrics.geometry import geometry_unavailable
 
     if reason := geometry_unavailable():
@@ -438,36 +267,57 @@ def test_train_regressor_writes_a_loadable_model_and_a_missing_one_says_how_to_t
     record = train_regressor(str(tmp_path / "train"), tmp_path / "regressor", steps=2, batch_size=4, holdout=4)
     assert record["held_out_mean_error_px"] > 0 and record["steps"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["regressor", "train"]  # no .partial left
-    regressor = load_landmark_regressor(tmp_path / "regressor")
+    regressor, _ = load_landmark_regressor(tmp_path / "regressor")
     assert regressor(torch.zeros(1, 3, SIZE, SIZE)).shape == (1, 68, 2)
     with pytest.raises(FileNotFoundError, match="train-regressor"):
         load_landmark_regressor(tmp_path / "nothing")
 
 
-def test_train_with_a_motion_prior_exports_it(tmp_path):
-    pytest.importorskip("datasets")
-    import safetensors.torch
+def test_editor_opens_the_mouth_dark_and_keeps_no_change_exact():
+    """The editor's motion parts the lips and the gap is drawn dark (the mouth's inside) with
+    light teeth under the upper lip; no AU change is exactly no change."""
+    editor = LandmarkEditor.from_fits(LandmarkRegressor(SIZE), appearance=False)
+    landmarks = drawn_face_landmarks()
+    fixed_landmarks(editor, landmarks)
+    x = torch.full((1, 3, SIZE, SIZE), 0.4)  # a plain light face
+    x = x - 0.8 * polygon_coverage(landmarks[:, 48:60], SIZE)  # dark-ish lips
+    assert torch.equal(editor(x, torch.zeros(1, 17)).image, warp(x, torch.zeros(1, 2, SIZE, SIZE)))
+    u = torch.zeros(1, 17)
+    u[0, AU_NAMES.index("AU25")], u[0, AU_NAMES.index("AU26")] = 1.0, 1.0
+    out = editor(x, u)
+    moved = landmarks + out.moves
+    gap = polygon_coverage(moved[:, 60:68], SIZE)[0, 0] > 0.5
+    assert gap.sum() > 20  # the mouth opened
+    assert out.image[0, :, gap].mean() < x[0, :, gap].mean()  # and shows something darker than skin inside
+    with pytest.raises(ValueError, match="motion_strength"):
+        LandmarkEditor(motion_strength=3.0)
 
-    from tests.test_train import train  # the tiny-network launcher
-    from wemgan import WEMGAN
-    from wemgan.data.datasets import build_uint8_cache
-    from wemgan.landmark_motion import train_regressor
-    from wemgan.metrics.geometry import geometry_unavailable
 
-    if reason := geometry_unavailable():
-        pytest.skip(reason)
-    build_uint8_cache("synthfacs", tmp_path / "train", "train", n_identities=4, per_identity=4)
-    train_regressor(str(tmp_path / "train"), tmp_path / "regressor", steps=2, batch_size=4, holdout=4)
-    train(tmp_path / "run", "--dataset", str(tmp_path / "train"), "--max_train_steps", "2", "--n_critic", "1",
-          "--generator_output", "warp", "--upsample", "resize", "--motion_prior", str(tmp_path / "regressor"),
-          "--lambda_landmark_motion", "50", "--mouth_cavity", "--shading", "--lambda_g_cond", "30",
-          "--log_steps", "1")  # fmt: skip
-    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    held = [record["g/landmark_motion"] for record in logged if "g/landmark_motion" in record]
-    assert held and all(math.isfinite(v) for v in held)  # the trial's recipe: prior, landmark term, cavity, shading
-    model = WEMGAN.from_pretrained(tmp_path / "run" / "hub")
-    assert model.generator.mouth_cavity and model.generator.shading and not model.generator.stretch_gate
-    assert any("g/shading" in record for record in logged)
-    trained = safetensors.torch.load_file(tmp_path / "regressor" / "model.safetensors")
-    exported = model.generator.landmark_regressor.state_dict()
-    assert model.generator.motion_prior and all(torch.equal(v, exported[k].float()) for k, v in trained.items())
+def test_motion_strength_scales_the_moves_at_run_time():
+    regressor = LandmarkRegressor(SIZE)
+    full, half = (LandmarkEditor.from_fits(regressor, motion_strength=s, appearance=False) for s in (1.0, 0.5))
+    for editor in (full, half):
+        fixed_landmarks(editor, face_landmarks())
+    assert torch.equal(full.motion_basis, half.motion_basis)  # the fit is stored as fitted
+    u = torch.zeros(1, 17)
+    u[0, AU_NAMES.index("AU12")] = 1.0
+    x = torch.zeros(1, 3, SIZE, SIZE)
+    assert torch.allclose(half(x, u).moves, 0.5 * full(x, u).moves, atol=1e-5)
+
+
+def test_editor_model_round_trips_and_its_fits_stay_float32_in_a_half_file(tmp_path):
+    model = WEMGAN(editor={"motion_strength": 0.75}, estimator={"channels": 8, "max_channels": 16})
+    with torch.no_grad():
+        model.editor.motion_basis.copy_(motion_basis() / 3)  # a value float16 would round
+    model.half().save_pretrained(tmp_path)
+    loaded = WEMGAN.from_pretrained(tmp_path)
+    assert loaded.editor.motion_strength == 0.75 and loaded.generator is None
+    assert torch.equal(loaded.editor.motion_basis, motion_basis() / 3)
+    assert "generator" not in json.loads((tmp_path / "config.json").read_text())  # only the parts it has
+
+
+def test_load_landmark_regressor_takes_a_model_folder_and_says_how_to_train_one(tmp_path):
+    regressor, record = load_landmark_regressor("hub/default")
+    assert isinstance(regressor, LandmarkRegressor) and record["steps"] == 1000
+    with pytest.raises(FileNotFoundError, match="landmark_fit train-regressor"):
+        load_landmark_regressor(tmp_path)

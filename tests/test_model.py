@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
-from conftest import TINY, assert_same_up_to_rounding
+from conftest import assert_same_up_to_rounding
 from PIL import Image
 
 from wemgan import AU_NAMES, WEMGAN
-from wemgan.generator import warp
+from wemgan.editor import EditorOutput
+from wemgan.flow import warp
 
 
 def test_default_is_the_paper_configuration():
@@ -25,7 +26,7 @@ def test_default_is_the_paper_configuration():
 def test_save_load_round_trip(tmp_path, tiny_model, face_crop):
     tiny_model.save_pretrained(tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["README.md", "config.json", "model.safetensors"]
-    assert json.loads((tmp_path / "config.json").read_text())["base_channels"] == TINY["base_channels"]
+    assert json.loads((tmp_path / "config.json").read_text())["generator"]["base_channels"] == 8
     loaded = WEMGAN.from_pretrained(tmp_path)
     assert not loaded.training
     expected = tiny_model.edit(face_crop, aus="Happy", preserve_detail=False)
@@ -229,22 +230,20 @@ def test_bfloat16_weights(tiny_model, face_crop):
 
 
 class ShiftRight(torch.nn.Module):
-    """A warp generator whose edit moves the whole crop right by 4 px per unit of AU12, colour untouched."""
+    """An editor whose edit moves the whole crop right by 4 px per unit of AU12, colour untouched."""
 
-    output = "warp"
-
-    def forward(self, x, aus, return_parts=False):
+    def forward(self, x, aus):
         flow = torch.zeros(len(x), 2, 8, 8, dtype=x.dtype)
         flow[:, 0] = -4 / 64 * aus[:, AU_NAMES.index("AU12")].view(-1, 1, 1)
-        edited = warp(x, flow)
-        return (edited, {"flow": flow, "mask": torch.zeros_like(x[:, :1])}) if return_parts else edited
+        nowhere = torch.zeros(len(x), 68, 2)
+        return EditorOutput(warp(x, flow), flow, nowhere, nowhere)
 
 
-def test_a_warp_generator_moves_the_photo_at_its_own_resolution(tiny_model):
-    """The motion of a warp generator moves the photo's own pixels: a 2 px line of a 512 px photo
+def test_the_editor_moves_the_photo_at_its_own_resolution(tiny_model):
+    """The landmark editor's motion moves the photo's own pixels: a 2 px line of a 512 px photo
     stays one sharp line, 16 photo px further (4 crop px at 1/4 scale), instead of a blurred
     128-px copy of the moved line pasted beside the sharp original."""
-    tiny_model.generator = ShiftRight()
+    tiny_model.generator, tiny_model.editor = None, ShiftRight()
     photo = np.zeros((512, 512, 3), np.uint8)
     photo[:, 200:202] = 255
     out = tiny_model.edit(photo, delta={"AU12": 1.0}, align=False)

@@ -4,8 +4,11 @@ import pytest
 import torch
 from torch import nn
 
+from wemgan.config import GeneratorConfig
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
-from wemgan.generator import Generator, SmallMapConv2d, flow_stretch
+from wemgan.flow import flow_stretch
+from wemgan.generator import Generator
+from wemgan.layers import SmallMapConv2d
 
 IN, LRELU, RELU, TANH, NONE = "IN", "LeakyReLU", "ReLU", "Tanh", "-"
 
@@ -159,13 +162,47 @@ def test_au_condition_changes_the_output():
         (dict(skip_levels=2), "skip_levels"),
         (dict(skip_kind="wavelet"), "skip_kind"),
         (dict(au_fusion="double"), "au_fusion"),
-        (dict(image_size=100), "divisible by 32"),
-        (dict(output="mask", stretch_gate=True), "stretch_gate needs output 'warp'"),
+        (dict(norm="batch"), "norm"),
+        (dict(upsample="bicubic"), "upsample"),
+        (dict(base_channels=64, max_channels=32), "base_channels <= max_channels"),
+        (dict(image_size=100), "multiple of 32"),
     ],
 )
 def test_bad_configurations_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Generator(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("skip_levels", 2), ("skip_kind", "wavelet"), ("au_fusion", "double"), ("norm", "batch"), ("upsample", "x")],
+)
+def test_generator_config_names_the_bad_option_and_what_is_allowed(field, value):
+    config = GeneratorConfig(**{field: value})
+    with pytest.raises(ValueError, match=rf"^{field} must be one of .*got {value!r}$"):
+        config.validate()
+    assert GeneratorConfig().validate() == GeneratorConfig()  # the paper's defaults pass
+    with pytest.raises(ValueError, match="image_size"):
+        GeneratorConfig().validate(image_size=96 + 8)
+
+
+def test_guide_channels_are_extra_inputs_of_the_first_conv():
+    torch.manual_seed(0)
+    g = Generator(base_channels=8, max_channels=16, guide_channels=5)
+    assert g.encoder[0][0].in_channels == 3 + 5
+    plain = Generator(base_channels=8, max_channels=16)
+    assert plain.encoder[0][0].in_channels == 3  # the paper's: no guide
+    x, u = torch.rand(2, 3, 128, 128) * 2 - 1, torch.rand(2, 17)
+    guide = torch.zeros(2, 5, 128, 128)
+    with torch.no_grad():
+        y = g(x, u, guide)
+        assert y.shape == (2, 3, 128, 128) and y.abs().max() <= 1
+        guide[:, 2, 40:80, 40:80] = 1
+        assert not torch.allclose(g(x, u, guide), y)  # the guide is seen
+    with pytest.raises(RuntimeError):  # the guide is not optional once the network takes one
+        g(x, u)
+    with pytest.raises(RuntimeError):
+        g(x, u, torch.zeros(2, 4, 128, 128))
 
 
 def test_bad_inputs_are_rejected():
@@ -232,33 +269,3 @@ def test_flow_stretch_is_zero_for_motion_and_the_area_lost_for_magnification():
     stretch = flow_stretch(zoom, size)
     assert torch.allclose(stretch[..., 2:-2, 2:-2], torch.full_like(stretch[..., 2:-2, 2:-2], 0.5), atol=1e-5)
     assert flow_stretch(-zoom, size).max() < 1e-6  # squeezed, not stretched
-
-
-def test_stretch_gate_lets_colour_only_where_the_flow_stretches():
-    torch.manual_seed(0)
-    x = torch.rand(2, 3, 64, 64) * 2 - 1
-    u = torch.rand(2, 17)
-    gated = Generator(base_channels=8, max_channels=16, image_size=64, output="warp", stretch_gate=True)
-    free = Generator(base_channels=8, max_channels=16, image_size=64, output="warp")
-    free.load_state_dict(gated.state_dict())
-    for g in (gated, free):
-        nn.init.zeros_(g.to_flow.weight), nn.init.zeros_(g.to_flow.bias)  # no motion at all
-    with torch.no_grad():
-        assert torch.equal(gated(x, u), x)  # nothing stretched: the random colour head paints nothing
-        assert not torch.allclose(free(x, u), x, atol=1e-2)
-        nn.init.normal_(gated.to_flow.weight, std=0.5)
-        _, parts = gated(x, u, return_parts=True)
-    assert parts["mask"].amax() > 0.05 and parts["mask"].amin() == 0  # colour where stretched, none elsewhere
-
-
-def test_with_a_motion_prior_only_the_priors_stretch_lets_colour_through():
-    """The decoder's own flow may stretch the face here and there; with a motion prior the colour
-    mask still stays shut where the prior moves nothing (no AU change: the prior's flow is zero)."""
-    torch.manual_seed(0)
-    g = Generator(base_channels=8, max_channels=16, output="warp", motion_prior=True, stretch_gate=True)
-    nn.init.normal_(g.to_flow.weight, std=0.5)  # a wild learned flow, stretching in places
-    x = torch.rand(2, 3, 128, 128) * 2 - 1
-    with torch.no_grad():
-        _, parts = g(x, torch.zeros(2, 17), return_parts=True)
-    assert parts["mask"].abs().max() == 0
-    assert (1 - flow_stretch(parts["flow"], 128, floor=False)).min() < 0.8  # the learned flow did stretch

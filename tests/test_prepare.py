@@ -19,7 +19,6 @@ import pytest
 import torch
 from PIL import Image
 
-import wemgan
 from wemgan.aus import AU_NAMES, OPENFACE_COLUMNS
 from wemgan.data import prepare
 from wemgan.data.datasets import AFFECTNET_CATEGORIES, load_hf_dataset
@@ -274,11 +273,10 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path: Path, monkeypatch: p
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_align_without_the_faces_module_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_align_without_the_faces_extra_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     images, table = single_csv_fixture(tmp_path)
-    monkeypatch.setitem(sys.modules, "wemgan.faces", None)  # as if the module were not there
-    monkeypatch.delattr(wemgan, "faces", raising=False)
-    with pytest.raises(SystemExit, match=r"--align needs wemgan\.faces"):
+    monkeypatch.setattr(prepare.faces, "available", lambda: False)  # as if dlib were not installed
+    with pytest.raises(SystemExit, match=r"--align needs dlib"):
         prepare.main(["--images", str(images), "--openface-csv", str(table), "--out", str(tmp_path / "o"), "--align"])
 
 
@@ -301,8 +299,7 @@ def test_align_uses_the_detected_face(tmp_path: Path, monkeypatch: pytest.Monkey
         locate=locate,
         crop=lambda pixels, face: torch.full((1, 3, 128, 128), 0.5),
     )
-    monkeypatch.setitem(sys.modules, "wemgan.faces", stub)
-    monkeypatch.setattr(wemgan, "faces", stub, raising=False)
+    monkeypatch.setattr(prepare, "faces", stub)
     out = tmp_path / "out"
     kept = run("--images", images, "--openface-csv", table, "--out", out, "--align", "--num-workers", 1)
     dropped = json.loads((out / "prepare_summary.json").read_text())["dropped"]

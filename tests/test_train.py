@@ -16,7 +16,9 @@ pytest.importorskip("accelerate", reason="the train extra is not installed")
 
 import train_accelerate as ta
 from wemgan import WEMGAN
+from wemgan.config import RendererConfig
 from wemgan.export import list_checkpoints
+from wemgan.renderer import Renderer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -57,12 +59,36 @@ def test_paper_defaults_and_presets():
     assert ta.parse_args(["--num_epochs", "2"]).max_train_steps is None  # epochs are not capped by the preset
     with pytest.raises(SystemExit):
         ta.parse_args(["--checkpoints_total_limit", "0"])
-    with pytest.raises(SystemExit):  # the cavity follows the prior's landmarks
-        ta.parse_args(["--generator_output", "warp", "--mouth_cavity"])
-    with pytest.raises(SystemExit):  # the smile's brightness patterns follow the prior's landmarks too
-        ta.parse_args(["--generator_output", "warp", "--appearance"])
-    with pytest.raises(SystemExit):  # the cavity replaces the colour head that the gate limits
-        ta.parse_args(["--generator_output", "warp", "--motion_prior", "DIR", "--mouth_cavity", "--stretch_gate"])
+    assert cpu.objective == "edit" and cpu.landmark_regressor is None  # the paper's objective by default
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--objective", "render"], "--landmark_regressor"),  # it reads the training faces' landmarks
+        (["--objective", "render", "--landmark_regressor", "hub/default", "--estimator_path", "DIR"], "alone"),
+        (["--skip_levels", "2"], "--skip_levels: invalid choice"),
+        (["--upsample", "bicubic"], "--upsample: invalid choice"),
+        (["--objective", "paint"], "--objective: invalid choice"),
+        (["--base_channels", "64", "--max_channels", "32"], "base_channels <= max_channels"),  # wemgan.config's rule
+        (["--objective", "render", "--landmark_regressor", "hub/default", "--max_channels", "4"], "base_channels"),
+    ],
+)
+def test_bad_arguments_stop_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        ta.parse_args(argv)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_render_arguments_make_a_renderer_config():
+    args = ta.parse_args(["--objective", "render", "--landmark_regressor", "hub/default", *TINY, "--upsample",
+                          "resize", "--skip_levels", "4", "--lambda_adversarial", "0"])  # fmt: skip
+    assert ta.network_config(args) == RendererConfig(8, 16, 4, "resize")
+    nets = ta.build_networks(args)
+    assert set(nets) == {"renderer"}  # --lambda_adversarial 0: no critics, and no AU estimator to train
+    assert isinstance(nets["renderer"], Renderer) and nets["renderer"].generator.skip_depths == (1, 2, 3, 4)
+    with_critics = ta.build_networks(ta.parse_args([*TINY, "--objective", "render", "--landmark_regressor", "x"]))
+    assert set(with_critics) == {"renderer", "image_critic", "high_frequency_critic"}
 
 
 def test_checkpoint_listing_ignores_incomplete_ones(tmp_path):
@@ -194,3 +220,61 @@ def test_ema_warms_up_instead_of_keeping_the_initialisation():
         ema.update_parameters(net)
     # A fixed 0.999 would still hold 0.999**100 = 90% of the old weights; the ramp holds < 1%.
     assert (ema.module.weight - 1).abs().max() < 0.01
+
+
+def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
+    out = tmp_path / "render"
+    render = ["--objective", "render", "--landmark_regressor", "hub/default", "--checkpointing_steps", "2",
+              "--upsample", "resize"]  # fmt: skip
+    train(out, *render, "--max_train_steps", "2", "--sample_steps", "2")
+    record = json.loads((out / "renderer" / "config.json").read_text())
+    assert record["steps"] == 2 and record["dataset"] == "synthfacs" and "--objective render" in record["command"]
+    assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize")
+    assert record["image_size"] == 128
+    renderer = Renderer(RendererConfig(**record["config"]))
+    renderer.load_state_dict(load_file(out / "renderer" / "model.safetensors"))  # strict: the whole Renderer
+    checkpoint = out / "checkpoints" / "checkpoint-2"
+    assert sorted(p.name for p in (checkpoint / "renderer").iterdir()) == ["config.json", "model.safetensors"]
+    assert not (checkpoint / "inference").exists() and not (out / "hub").exists()  # no WEMGAN to export
+    assert (out / "samples" / "step-0000002.png").is_file()
+    logged = metrics(out)
+    assert {"r/loss", "r/rec", "r/high_frequency", "r/adversarial", "d_image/gp", "d_high/gp"} <= set(logged[0])
+    assert "d_image/cond" not in logged[0] and not any(k.startswith("g/") for k in logged[0])
+    assert logged[-1]["replicas_in_sync"] is True
+
+    result = train(out, *render, "--max_train_steps", "4", "--resume_from_checkpoint", "latest")
+    assert "at step 2" in result.stdout + result.stderr
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
+    resumed = json.loads((out / "checkpoints" / "checkpoint-4" / "renderer" / "config.json").read_text())
+    assert resumed["steps"] == 4 and json.loads((out / "renderer" / "config.json").read_text())["steps"] == 4
+    before = load_file(checkpoint / "renderer" / "model.safetensors")
+    after = load_file(out / "renderer" / "model.safetensors")
+    assert set(before) == set(after) and not all(torch.equal(before[k], after[k]) for k in before)  # trained on
+    straight = tmp_path / "straight"  # the resumed run repeats an uninterrupted one exactly
+    train(straight, *render, "--max_train_steps", "4", "--sample_steps", "2")
+    for name in ("model.safetensors", "model_1.safetensors", "model_2.safetensors"):  # renderer, D_I, D_H
+        a = load_file(straight / "checkpoints" / "checkpoint-4" / name)
+        b = load_file(out / "checkpoints" / "checkpoint-4" / name)
+        assert set(a) == set(b) and all(torch.equal(a[key], b[key]) for key in a), name
+    step_4 = [{k: v for k, v in metrics(run)[-2].items() if k != "samples_per_s"} for run in (straight, out)]
+    assert step_4[0]["step"] == 4 and step_4[0] == step_4[1]
+
+    # hub/export.py composes it with the landmark editor into one model
+    subprocess.run(
+        [sys.executable, "hub/export.py", "--editor", "--regressor", "hub/default", "--estimator", "hub/default",
+         "--renderer", str(out / "renderer"), "--out", str(tmp_path / "composed")],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    composed = WEMGAN.from_pretrained(tmp_path / "composed")
+    assert composed.model_config.kind == "editor+renderer" and composed.provenance["renderer"]["steps"] == 4
+    assert all(torch.equal(v, composed.renderer.state_dict()[k]) for k, v in after.items())
+
+
+def test_render_objective_without_critics(tmp_path):
+    out = tmp_path / "plain"
+    train(out, "--objective", "render", "--landmark_regressor", "hub/default", "--lambda_adversarial", "0",
+          "--max_train_steps", "2", "--ema_decay", "0.9")  # fmt: skip
+    logged = metrics(out)
+    assert {"r/loss", "r/rec", "r/high_frequency"} <= set(logged[0])
+    assert "r/adversarial" not in logged[0] and not any(k.startswith("d_") for k in logged[0])
+    assert (out / "renderer" / "model.safetensors").is_file()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .discriminators import downsampling_trunk
+from .layers import downsampling_trunk
 
 
 class QuantileCalibration(nn.Module):

@@ -42,6 +42,7 @@ from .aus import AU_NAMES, NUM_AUS
 from .data.datasets import load_training_data
 from .metrics.au_judge import AUJudge
 from .metrics.ed import estimator_errors, strong_expression_ratios
+from .model import WEMGAN
 
 PRESENT = 0.2  # an AU "is shown" above 1 on OpenFace's 0-5 scale
 
@@ -168,16 +169,14 @@ def load_trained_estimator(folder: str | Path) -> tuple[AUEstimator, dict]:
 def _hub_model_estimator(folder: Path) -> tuple[AUEstimator, dict]:
     """The built-in AU estimator of the WEMGAN model in Hub folder `folder`, in float32, and a
     record like model.json's (how that estimator was trained, when the model's card knows)."""
-    from .model import WEMGAN
-
     model = WEMGAN.from_pretrained(folder)
     estimator = model.au_estimator.float().eval()
-    config = model._hub_mixin_config  # type: ignore[attr-defined]
+    config = model.model_config.estimator
     record = {
         **model.provenance.get("estimator", {}),
         "network": "estimator",
-        "estimator_channels": config["estimator_channels"],
-        "estimator_max_channels": config["estimator_max_channels"],
+        "estimator_channels": config.channels,
+        "estimator_max_channels": config.max_channels,
         "estimator_calibration_knots": estimator.calibration_knots,
         "folder": str(folder),
     }

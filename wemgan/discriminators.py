@@ -11,20 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .generator import LEAKY_SLOPE, Norm, SmallMapConv2d, norm_layer
-
-NUM_LAYERS = 6  # 128 -> 2 px
-
-
-def downsampling_trunk(base_channels: int, max_channels: int, norm: Norm) -> tuple[nn.Sequential, int]:
-    """Six 4x4/2 convs 3 -> base -> ... (doubling, capped) with norm + LeakyReLU; returns (trunk, width)."""
-    layers: list[nn.Module] = []
-    in_ch = 3
-    for i in range(NUM_LAYERS):
-        out_ch = min(base_channels * 2**i, max_channels)
-        layers += [SmallMapConv2d(in_ch, out_ch, 4, 2, 1), norm_layer(norm, out_ch), nn.LeakyReLU(LEAKY_SLOPE, True)]
-        in_ch = out_ch
-    return nn.Sequential(*layers), in_ch
+from .layers import TRUNK_LAYERS, Norm, SmallMapConv2d, downsampling_trunk
 
 
 def _check_image(x: Tensor, image_size: int, who: str) -> None:
@@ -49,7 +36,7 @@ class ImageDiscriminator(nn.Module):
         self.image_size = image_size
         # No normalisation: the gradient penalty is defined per sample (WGAN-GP, GANimation).
         self.trunk, width = downsampling_trunk(base_channels, max_channels, "none")
-        final = image_size // 2**NUM_LAYERS
+        final = image_size // 2**TRUNK_LAYERS
         self.adversarial = SmallMapConv2d(width, 1, 3, 1, 1, bias=False)
         # Regression head: one conv spanning the whole final map -> one value per AU.
         self.au_regression = SmallMapConv2d(width, num_aus, final, bias=False)

@@ -29,6 +29,8 @@ from PIL import Image
 
 from . import metrics
 from .aus import AU_NAMES, EXPRESSIONS
+from .metrics.au_judge import judge_aus, judge_unavailable
+from .metrics.realism import SEEDS, realism, realism_controls
 from .model import WEMGAN
 
 PRESETS = ("Happy", "Surprise", "Sad", "Anger")
@@ -75,7 +77,6 @@ def geometry_fraction(changes: dict[str, np.ndarray], measure: str, effect: floa
 
 
 def judge_readings(images: np.ndarray) -> np.ndarray:
-    from .metrics.au_judge import judge_aus
 
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
     return judge_aus(x).numpy()
@@ -86,7 +87,6 @@ def score_edits(
 ) -> tuple[dict[str, Any], Image.Image, dict[str, str]]:
     """(scores, a sheet a person can judge, unavailable reasons) for the first n_faces crops
     (uint8 N x S x S x 3; labels N x 17; targets[i]: the face whose expression face i takes)."""
-    from .metrics.au_judge import judge_unavailable
 
     unavailable: dict[str, str] = {}
     acd_reason = metrics.acd_unavailable()
@@ -154,6 +154,42 @@ def single_au_scores(
             "fraction": geometry_fraction(metrics.geometry_changes(sources, edited), measure, effects[au]["effect"]),
         } | image_measures(sources, edited, with_acd=False)
     return rows
+
+
+def realism_scores(
+    model: WEMGAN, crops: np.ndarray, targets: Sequence[int], faces: int, seeds: Sequence[int] = SEEDS
+) -> dict[str, Any]:
+    """The realism two-sample test (metrics/realism.py) of the edits users get: the crops are
+    shuffled (seed 0; faces-au is ordered by age) and halved, the first half edited (transfer to
+    its pair's expression, Happy, Surprise, each single AU set to 0.8) and told from the unedited
+    second half; with the controls real-against-real and a 10% darkening. faces: per half."""
+    order = np.random.default_rng(0).permutation(len(crops))
+    half = min(faces, len(crops) // 2)
+    first, second = crops[order[:half]], crops[order[half : 2 * half]]
+    references = crops[np.asarray(targets)[order[:half]]]
+    edits = {"transfer": model.edit(list(first), reference=list(references))}
+    edits |= {name: model.edit(list(first), aus=name) for name in ("Happy", "Surprise")}
+    edits |= {au: model.edit(list(first), aus={au: SINGLE_AU_TO}) for au in SINGLE_AUS}
+    scores = {name: realism(as_uint8(edited), second, tuple(seeds)) for name, edited in edits.items()}
+    return {"faces_per_side": half, "seeds": list(seeds), **scores, **realism_controls(first, second, tuple(seeds))}
+
+
+def realism_markdown(scores: dict[str, Any]) -> list[str]:
+    """The realism table: held-out accuracy (AUC) of a fresh classifier, whole face and mouth."""
+    lines = [
+        f"## Realism: can a fresh classifier tell edits from real faces? ({scores['faces_per_side']} faces a side, "
+        f"seeds {scores['seeds']}; 0.5 = indistinguishable, and so is an edit that changes nothing)",
+        "",
+        "| edit | face accuracy ↓ | face AUC | mouth accuracy ↓ | mouth AUC |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ("real_vs_real", "darkened", "transfer", "Happy", "Surprise", *SINGLE_AUS):
+        face, mouth = scores[name]["face"], scores[name]["mouth"]
+        label = {"real_vs_real": "control: real vs real", "darkened": "control: 10% darker"}.get(name, name)
+        lines.append(
+            f"| {label} | {face['accuracy']:.3f} | {face['auc']:.3f} | {mouth['accuracy']:.3f} | {mouth['auc']:.3f} |"
+        )
+    return [*lines, ""]
 
 
 def sheet(sources: np.ndarray, references: np.ndarray, edits: dict[str, np.ndarray]) -> Image.Image:

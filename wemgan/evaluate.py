@@ -44,6 +44,9 @@ from PIL import Image
 
 from . import metrics
 from .data.datasets import load_hf_dataset, to_model_size
+from .edit_evaluation import markdown as edit_markdown
+from .edit_evaluation import realism_markdown, realism_scores, score_edits
+from .metrics import fid_is
 from .model import WEMGAN
 
 logger = logging.getLogger(__name__)
@@ -75,6 +78,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inception", type=Path, default=None, help="TorchScript Inception (see wemgan/metrics/fid_is.py)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--edit-faces", type=int, default=128, help="faces for the user-edit measures and sheet; 0 = skip")
+    p.add_argument(
+        "--realism", type=int, default=0, metavar="N",
+        help="the realism two-sample test with N faces a side (e.g. 256; some CPU-minutes); 0 = skip",
+    )  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -118,9 +125,9 @@ def run_model(model: WEMGAN, images: torch.Tensor, aus: np.ndarray, targets: lis
     relative = torch.from_numpy(aus[targets] - aus)
     out: dict[str, list[torch.Tensor]] = {"edits": [], "reconstructions": [], "edit_aus": [], "source_aus": []}
     for x, u in zip(images.split(batch_size), relative.split(batch_size), strict=True):
-        edit = model.generator(x, u).clamp(-1, 1)
+        edit = model.edit_crops(x, u).clamp(-1, 1)
         out["edits"].append(edit)
-        out["reconstructions"].append(model.generator(x, torch.zeros_like(u)).clamp(-1, 1))
+        out["reconstructions"].append(model.edit_crops(x, torch.zeros_like(u)).clamp(-1, 1))
         out["edit_aus"].append(model.au_estimator(edit))
         out["source_aus"].append(model.au_estimator(x))
     return {name: torch.cat(parts) for name, parts in out.items()}
@@ -198,7 +205,6 @@ def score(
 
 
 def inception_scores(path: Path, reals: np.ndarray, fakes: np.ndarray, batch_size: int) -> dict[str, float]:
-    from .metrics import fid_is
 
     net = fid_is.load_inception(path)
     real_features, _ = fid_is.inception_outputs(net, reals, batch_size)
@@ -236,9 +242,9 @@ def markdown(results: dict) -> str:
     if "paired_l1" in results["metrics"]:
         lines += paired_table(results["metrics"])
     if results.get("edits"):
-        from .edit_evaluation import markdown as edit_markdown
-
         lines += edit_markdown(results["edits"], metrics.reference_points())
+    if results.get("realism"):
+        lines += realism_markdown(results["realism"])
     if results["unavailable"]:
         by_reason: dict[str, list[str]] = {}
         for key, reason in results["unavailable"].items():
@@ -281,13 +287,12 @@ def evaluate(args: argparse.Namespace) -> dict:
     values, unavailable = score(args, model, images, aus, identities, targets)
     edit_scores = None
     if args.edit_faces:
-        from .edit_evaluation import score_edits
-
         edit_scores, sheet, edit_unavailable = score_edits(
             model, metrics.to_uint8(images), aus, targets, args.edit_faces
         )
         sheet.save(args.out / "sheet.png")
         unavailable |= {f"edits/{key}": reason for key, reason in edit_unavailable.items()}
+    realism = realism_scores(model, metrics.to_uint8(images), targets, args.realism) if args.realism else None
     results = {
         "model": str(args.model),
         "trained": model.is_trained,
@@ -302,6 +307,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "metrics": values,
         "edits": edit_scores,
+        "realism": realism,
         "unavailable": unavailable,
     }
     write_results(args.out, results)

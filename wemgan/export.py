@@ -51,13 +51,29 @@ def model_config(model: WEMGAN) -> dict[str, Any]:
     return {k: v for k, v in model._hub_mixin_config.items() if k != "provenance"}  # type: ignore[attr-defined]
 
 
-PRIOR_ONLY_NOTE = (
-    "**No part trained adversarially edits with this model** (`prior_only`): the run below trained a"
-    " generator around the landmark motion prior, and only its frozen parts were exported: the"
-    " LandmarkRegressor (distilled from dlib's 68-point predictor), the AU-to-landmark motion basis"
-    " fitted on real faces (scaled by `prior_changes.motion_strength`), with `appearance` the smile's"
-    " skin patterns (wemgan.landmark_appearance) and the AU estimator."
+EDITOR_NOTE = (
+    "**The edits are made by the landmark editor** (`editor`): a LandmarkRegressor (distilled from dlib's"
+    " 68-point predictor) reads the face's landmarks, the AU-to-landmark motion fitted on real faces"
+    " (`python -m wemgan.landmark_fit fit`, scaled by `editor.motion_strength` at run time) moves them,"
+    " the face is warped along them, the inside of a mouth it opens is drawn, and with"
+    " `editor.appearance` the smile's skin patterns fitted on real faces shade it. No part of it was trained"
+    " against an AU network."
 )
+RENDERER_NOTE = (
+    "**A trained Renderer draws what the motion reveals** (`renderer`): the paper's generator with a mask"
+    " and the target landmarks' contours as extra inputs, trained by landmark-guided masked reconstruction"
+    " of real faces with D_I and D_H as critics (`train_accelerate.py --objective render`)."
+)
+
+
+def card_tags(model: WEMGAN) -> list[str]:
+    """The Hub tags of what the model holds: "gan" only where a generator trained against critics is in it."""
+    tags = ["facial-expression-editing", "action-units", "wem-gan"]
+    if model.editor is not None:
+        tags.append("landmark-editing")
+    if model.generator is not None or model.renderer is not None:
+        tags += ["gan", "wavelet"]
+    return tags
 
 
 def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> str:
@@ -69,7 +85,7 @@ def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> s
         "library_name": "wemgan",
         "license": licence,
         "pipeline_tag": "image-to-image",
-        "tags": ["facial-expression-editing", "action-units", "gan", "wavelet", "wem-gan"],
+        "tags": card_tags(model),
     }
     if licence == "other":
         front["license_name"] = "inherited-from-training-data"
@@ -99,7 +115,8 @@ def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> s
         "",
         "## Training",
         "",
-        *([PRIOR_ONLY_NOTE, ""] if config.get("prior_only") else []),
+        *([EDITOR_NOTE, ""] if model.editor is not None else []),
+        *([RENDERER_NOTE, ""] if model.renderer is not None else []),
         *(f"- **{key}**: `{value}`" for key, value in sorted(info.items()) if key != "config"),
     ]
     if "config" in info:

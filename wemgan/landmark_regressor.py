@@ -1,17 +1,16 @@
 """LandmarkRegressor: dlib's 68 landmarks of an aligned face crop, read by a small CNN.
 
-The motion prior of a warp generator (Generator(motion_prior=True)) moves the landmarks of the
-face it edits; reading them with a network keeps the model self-contained (no dlib at
-inference), batched and as fast on a GPU as the generator. It is distilled from dlib's
-predictor on the training crops (`python -m wemgan.landmark_motion train-regressor`) and frozen
-while the GAN trains.
+The LandmarkEditor moves the landmarks of the face it edits, and the Renderer is trained on the
+landmarks of real faces; reading them with a network keeps the model self-contained (no dlib at
+inference), batched and as fast on a GPU as the rest. It is distilled from dlib's predictor on
+the training crops (`python -m wemgan.landmark_fit train-regressor`) and frozen afterwards.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .discriminators import NUM_LAYERS, downsampling_trunk
+from .layers import TRUNK_LAYERS, downsampling_trunk
 
 NUM_LANDMARKS = 68
 
@@ -27,9 +26,9 @@ class LandmarkRegressor(nn.Module):
 
     def __init__(self, image_size: int = 128, base_channels: int = 16, max_channels: int = 128) -> None:
         super().__init__()
-        side = image_size // 2**NUM_LAYERS
-        if side < 1 or image_size % 2**NUM_LAYERS:
-            raise ValueError(f"image_size must be a multiple of {2**NUM_LAYERS}, got {image_size}")
+        side = image_size // 2**TRUNK_LAYERS
+        if side < 1 or image_size % 2**TRUNK_LAYERS:
+            raise ValueError(f"image_size must be a multiple of {2**TRUNK_LAYERS}, got {image_size}")
         self.image_size = image_size
         self.trunk, width = downsampling_trunk(base_channels, max_channels, "instance")
         # Flattened, not pooled: where a feature is says where the landmark is.

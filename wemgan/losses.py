@@ -18,8 +18,6 @@ from .augment import judging_views
 from .discriminators import HighFrequencyDiscriminator, ImageDiscriminator
 from .wavelets import high_frequency
 
-FOLD_MARGIN = 0.5  # flow_folding: an area may shrink to half its size before the penalty starts
-
 
 @dataclass(frozen=True)
 class LossWeights:
@@ -29,14 +27,6 @@ class LossWeights:
     lambda_d_cond: float = 150.0  # λ1: D_I's AU regression on real images, eq. 8
     lambda_g_cond: float = 150.0  # λ2: G's target-AU loss, eq. 9
     lambda_rec: float = 30.0  # λ3: self- and cycle-reconstruction L1, eq. 9
-    # Not in the paper; they apply only to generators with a mask or flow (Generator(output=...)).
-    lambda_mask: float = 5.0  # mean of the colour mask: paint only where motion cannot do it
-    lambda_mask_tv: float = 1.0  # total variation of the mask: whole regions, not dots
-    lambda_flow: float = 10.0  # squared gradient of the flow: faces move smoothly
-    lambda_fold: float = 0.0  # where the warp folds or squeezes an area below FOLD_MARGIN of its size
-    lambda_flow_magnitude: float = 0.0  # mean |flow|: move only what the expression needs
-    lambda_landmark_motion: float = 0.0  # px from the landmark moves real faces make (wemgan.landmark_motion)
-    lambda_shading: float = 10.0  # mean |shading|: shade only where the expression changes the light
 
 
 def gradient_penalty(
@@ -115,66 +105,6 @@ def reconstruction_loss(x: Tensor, x_self: Tensor, x_cycle: Tensor) -> Tensor:
     return l1_distance(x, x_self) + l1_distance(x, x_cycle)
 
 
-def total_variation(x: Tensor) -> Tensor:
-    """Mean |difference| between neighbouring pixels, in float32."""
-    x = x.float()
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-
-
-def flow_smoothness(flow: Tensor) -> Tensor:
-    """Mean squared difference between neighbouring flow vectors: large where the face would tear."""
-    flow = flow.float()
-    return (flow[..., 1:, :] - flow[..., :-1, :]).pow(2).mean() + (flow[..., :, 1:] - flow[..., :, :-1]).pow(2).mean()
-
-
-def flow_folding(flow: Tensor, margin: float = FOLD_MARGIN) -> Tensor:
-    """Mean of relu(margin - det J)^2 over the flow's grid, J the Jacobian of p -> p + flow(p).
-
-    det J is the factor by which the warp changes a small area: 1 for no change, near 0 where
-    the face is squeezed into a crease, below 0 where it folds over itself (a nose or lip drawn
-    twice, torn lip edges). Smoothness alone does not stop a large smooth flow from folding.
-    """
-    flow = flow.float()
-    height, width = flow.shape[-2:]
-    dx = (flow[..., :-1, 1:] - flow[..., :-1, :-1]) * (width / 2)  # d flow / d x in grid units ([-1, 1] is 2 wide)
-    dy = (flow[..., 1:, :-1] - flow[..., :-1, :-1]) * (height / 2)
-    det = (1 + dx[:, 0]) * (1 + dy[:, 1]) - dy[:, 0] * dx[:, 1]
-    return torch.relu(margin - det).pow(2).mean()
-
-
-def landmark_motion_loss(flow: Tensor, target: Tensor, image_size: int) -> Tensor:
-    """Mean L1 distance in pixels between a warp's flow and the target flow (both B x 2 x h x w in
-    [-1, 1] units, as `generator.warp` takes them for image_size px images), e.g. the flow
-    `wemgan.landmark_motion.motion_flow` makes from the landmark moves of real faces."""
-    return (flow.float() - target.float()).abs().mean() * (image_size / 2)
-
-
-def edit_regularisation(
-    parts: dict[str, Tensor], weights: LossWeights, landmark_motion: Callable[[Tensor], Tensor] | None = None
-) -> dict[str, Tensor]:
-    """Penalties on the mask and flow of a mask or warp generator (GANimation's mask terms; a
-    smoothness term for the flow). Empty for the paper's plain-image generator.
-    landmark_motion: flow -> landmark_motion_loss for this batch (with lambda_landmark_motion)."""
-    terms: dict[str, Tensor] = {}
-    if "mask" in parts:
-        terms["mask"] = weights.lambda_mask * parts["mask"].float().mean()
-        terms["mask_tv"] = weights.lambda_mask_tv * total_variation(parts["mask"])
-    if "flow" in parts:
-        # The network's own flow: a motion prior is smooth where it should be and cut where lips part.
-        terms["flow"] = weights.lambda_flow * flow_smoothness(parts.get("network_flow", parts["flow"]))
-        if weights.lambda_fold:
-            terms["fold"] = weights.lambda_fold * flow_folding(parts["flow"])
-        if weights.lambda_flow_magnitude:
-            # L1, so most of the face gets exactly no motion: a frozen estimator rewards stretching
-            # the whole face (noses pulled down, faces lengthened) as much as moving lip corners.
-            terms["flow_magnitude"] = weights.lambda_flow_magnitude * parts["flow"].float().abs().mean()
-        if landmark_motion is not None:
-            terms["landmark_motion"] = weights.lambda_landmark_motion * landmark_motion(parts["flow"])
-    if "shading" in parts:
-        terms["shading"] = weights.lambda_shading * parts["shading"].float().abs().mean()
-    return terms
-
-
 def generator_loss(
     fake: Tensor,
     x: Tensor,
@@ -185,17 +115,13 @@ def generator_loss(
     high_frequency_critic: HighFrequencyDiscriminator | None,
     weights: LossWeights = LossWeights(),
     expression_loss: Callable[[Tensor], Tensor] | None = None,
-    parts: dict[str, Tensor] | None = None,
-    landmark_motion: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Tensor]:
-    """Eq. 9: L_G = L_Gadv + L_GH + λ2 L_Gcond + λ3 L_rec (+ mask and flow penalties).
+    """Eq. 9: L_G = L_Gadv + L_GH + λ2 L_Gcond + λ3 L_rec.
 
     fake = G(x, u_rel), x_self = G(x, 0), x_cycle = G(fake, -u_rel), target_aus = u_y.
     high_frequency_critic=None drops L_GH (the "w/o D_h" ablation).
     expression_loss: L_Gcond from another judge than D_I's AU head (fake -> scalar), e.g.
         robust_expression_loss with a frozen estimator; None = D_I's head against target_aus (paper).
-    parts: the generator's mask/flow (Generator(..., return_parts=True)) for edit_regularisation.
-    landmark_motion: flow -> landmark_motion_loss of this batch (warp generators), for edit_regularisation.
     """
     fake_score, fake_pred = image_critic(fake)
     adv = -fake_score.float().mean()
@@ -206,10 +132,8 @@ def generator_loss(
     )
     cond = expression_loss(fake) if expression_loss is not None else au_regression_loss(fake_pred, target_aus)
     rec = reconstruction_loss(x, x_self, x_cycle)
-    regularisation = edit_regularisation(parts or {}, weights, landmark_motion)
-    loss = adv + high + weights.lambda_g_cond * cond + weights.lambda_rec * rec + sum(regularisation.values())
-    terms = {"loss": loss, "adv": adv.detach(), "high": high.detach(), "cond": cond.detach(), "rec": rec.detach()}
-    return terms | {name: value.detach() for name, value in regularisation.items()}
+    loss = adv + high + weights.lambda_g_cond * cond + weights.lambda_rec * rec
+    return {"loss": loss, "adv": adv.detach(), "high": high.detach(), "cond": cond.detach(), "rec": rec.detach()}
 
 
 def robust_expression_loss(
@@ -223,3 +147,43 @@ def robust_expression_loss(
     exact pixels; what survives them is a change of shape.
     """
     return au_regression_loss(estimator(judging_views(fake, generator)), target_readings)
+
+
+@dataclass(frozen=True)
+class RenderWeights:
+    """The renderer's objective (masked reconstruction; not in the paper, which edits whole faces)."""
+
+    lambda_gp: float = 10.0  # gradient penalty of D_I and D_H (WGAN-GP, as the paper's critics)
+    lambda_rec: float = 30.0  # L1 inside the mask: draw the face that was there
+    lambda_high_frequency: float = 30.0  # L1 of the Haar high-frequency parts inside the mask: its detail
+    lambda_adversarial: float = 0.1  # D_I and D_H: sharp teeth and skin where L1 alone averages to a blur
+
+
+def masked_l1(output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean |output - target| over the masked pixels (mask B x 1 x S x S weights them), in float32."""
+    weight = mask.float().expand_as(output)
+    return ((output - target).abs().float() * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def render_loss(
+    output: Tensor,
+    target: Tensor,
+    mask: Tensor,
+    image_critic: ImageDiscriminator | None,
+    high_critic: HighFrequencyDiscriminator | None,
+    weights: RenderWeights = RenderWeights(),
+) -> dict[str, Tensor]:
+    """The renderer's loss: masked L1, masked high-frequency L1 and, with critics, their WGAN terms."""
+    rec = masked_l1(output, target, mask)
+    # The Haar transform mixes 2x2 blocks: its mask is widened by a pixel so the rim counts.
+    near = torch.nn.functional.max_pool2d(mask.float(), 3, 1, 1)
+    high = masked_l1(high_frequency(output), high_frequency(target), near)
+    loss = weights.lambda_rec * rec + weights.lambda_high_frequency * high
+    terms = {"rec": rec.detach(), "high_frequency": high.detach()}
+    if image_critic is not None:
+        adversarial = -image_critic(output)[0].float().mean()
+        if high_critic is not None:
+            adversarial = adversarial - high_critic(high_frequency(output)).float().mean()
+        loss = loss + weights.lambda_adversarial * adversarial
+        terms["adversarial"] = adversarial.detach()
+    return {"loss": loss, **terms}

@@ -1,4 +1,4 @@
-"""WEMGAN: the Hub-loadable inference model (generator + built-in AU estimator).
+"""WEMGAN: the Hub-loadable inference model (an editing network + the built-in AU estimator).
 
     model = WEMGAN.from_pretrained("hub/default")
     model.estimate_aus(img)                          -> {"AU01": 0.1, ...}
@@ -10,15 +10,17 @@
 Inputs are PIL images, image files, numpy arrays or torch tensors, single or batched (see
 images.py); results come back in the same form, size and mode. A photo is searched for faces,
 each face is aligned onto the crop the networks were trained on, and only the change the
-generator makes is pasted back (faces.py); a crop of the model's size is edited directly.
-No training code lives here.
+model makes is pasted back (faces.py); a crop of the model's size is edited directly.
+Two kinds of model (wemgan.config): the paper's Generator, or the LandmarkEditor with an optional
+Renderer that draws what its motion reveals. No training code lives here.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,13 @@ from . import faces as facelib
 from . import images as imgs
 from .au_estimator import AUEstimator
 from .aus import NUM_AUS, au_dict, au_vector
-from .generator import FLOW_RESOLUTION, AUFusion, Generator, Norm, Output, SkipKind, Upsample, warp
+from .config import ModelConfig
+from .editor import LandmarkEditor
+from .flow import warp
+from .generator import Generator
+from .legacy import is_legacy, legacy_model
+from .render_masks import edit_mask
+from .renderer import Renderer
 
 PAPER_URL = "https://arxiv.org/abs/2412.02530"
 REPO_URL = "https://github.com/wemgan/wemgan"
@@ -52,85 +60,70 @@ class WEMGAN(
     paper_url=PAPER_URL,
     license="apache-2.0",
     pipeline_tag="image-to-image",
-    tags=["facial-expression-editing", "action-units", "gan", "wavelet", "wem-gan"],
+    tags=["facial-expression-editing", "action-units", "wem-gan"],
 ):
     """Facial expression editing by relative Action Units (WEM-GAN, Sun et al. 2024).
 
-    The constructor is the configuration (saved as config.json); WEMGAN() is the paper's.
+    The constructor is the configuration (saved as config.json, the parts the model has; each
+    part's fields and rules: wemgan.config). WEMGAN() is the paper's.
 
     Args:
         image_size: side of the square face crop the networks work on (paper: 128).
-        base_channels: generator width of the first conv (paper: 64).
-        max_channels: generator width cap (paper: 512).
-        skip_levels: DIT skip connections, 0 / 3 / 4 / 5 (paper: 3).
-        skip_kind: "haar" (DIT, paper) or "plain" U-Net skips.
-        au_fusion: "multi" (paper) or "single" AU injection at the bottleneck.
-        norm: generator normalisation, "instance" (paper) or "none".
-        estimator_channels: width of the AU estimator's first conv.
-        estimator_max_channels: width cap of the AU estimator.
-        generator_output: "image" (paper), "mask" or "warp": how the generator makes its edit
-            (see wemgan.generator.Generator).
-        upsample: the generator's decoder upsampling, "transposed" (paper) or "resize".
-        estimator_calibration_knots: 0, or the knots of the AU estimator's quantile calibration.
-        zero_gate: the generator's flow and mask fade to nothing as the requested change does.
-        flow_resolution: side of the map a warp generator predicts its flow on (32 at 128 px).
-        motion_prior: a warp generator's flow starts from the landmark motion of real faces (see
-            wemgan.generator.Generator); the model then holds a LandmarkRegressor too.
-        stretch_gate: a warp generator adds colour only where its flow stretches the input.
-        mouth_cavity: with motion_prior, lips that the flow parts show a mouth's dark inside.
-        shading: a warp generator also brightens or darkens the moved face smoothly (no colour).
-        prior_only: with motion_prior, the edit is the landmark motion alone (no encoder-decoder).
-        appearance: with motion_prior, the smile's AUs also change the skin's brightness as on real faces.
+        generator: the paper's Generator (config.GeneratorConfig fields); the default model's.
+        editor: the LandmarkEditor (config.EditorConfig fields), instead of a generator.
+        renderer: with the editor, the Renderer that draws what its motion reveals
+            (config.RendererConfig fields).
+        estimator: the built-in AU estimator (config.EstimatorConfig fields).
         provenance: how the weights were made, written by the exporter (data, steps,
             command); empty for a model that was never trained.
         face_template: where the 5 face landmarks sit in a training crop (fractions of the
             crop side, dlib's 5-point order); photos are aligned onto it. The default was
-            derived from faces-au (`python -m wemgan.faces derive-template DATA_DIR`); a
+            derived from faces-au (`python -m wemgan.faces_cli derive-template DATA_DIR`); a
             model trained on crops framed differently passes its own, which config.json keeps.
 
     Photos: `edit`, `interpolate` and `estimate_aus` take `align` (None = auto: an image of
     exactly image_size x image_size is a crop, anything else is searched for faces; True =
     always search; False = the centred square is the face, see faces.locate), `faces`
-    ("largest" or "all" faces of a photo) and `detector` ("hog", or the slower "cnn").
+    ("largest" or "all" faces of a photo) and `detector` ("auto": MediaPipe's BlazeFace when installed,
+    else dlib's HOG; or "hog", "mediapipe", the slower "cnn").
     """
 
     def __init__(
         self,
         image_size: int = 128,
-        base_channels: int = 64,
-        max_channels: int = 512,
-        skip_levels: int = 3,
-        skip_kind: SkipKind = "haar",
-        au_fusion: AUFusion = "multi",
-        norm: Norm = "instance",
-        estimator_channels: int = 32,
-        estimator_max_channels: int = 256,
-        generator_output: Output = "image",
-        upsample: Upsample = "transposed",
-        estimator_calibration_knots: int = 0,
-        zero_gate: bool = False,
-        flow_resolution: int = FLOW_RESOLUTION,
-        motion_prior: bool = False,
-        stretch_gate: bool = False,
-        mouth_cavity: bool = False,
-        shading: bool = False,
-        prior_only: bool = False,
-        appearance: bool = False,
+        generator: dict[str, Any] | None = None,
+        editor: dict[str, Any] | None = None,
+        renderer: dict[str, Any] | None = None,
+        estimator: dict[str, Any] | None = None,
         provenance: dict[str, Any] | None = None,
         face_template: Sequence[Sequence[float]] = facelib.DEFAULT_TEMPLATE,
     ) -> None:
         super().__init__()
+        if generator is None and editor is None:
+            generator = {}  # the paper's model
+        self.model_config = config = ModelConfig.from_dict(
+            dict(
+                image_size=image_size, generator=generator, editor=editor, renderer=renderer, estimator=estimator or {}
+            )
+        )
         self.image_size = image_size
         self.provenance = dict(provenance or {})
         self.face_template = facelib.check_template(face_template)
-        self.generator = Generator(
-            NUM_AUS, base_channels, max_channels, skip_levels, skip_kind, au_fusion, norm, image_size,
-            generator_output, upsample, zero_gate, flow_resolution, motion_prior, stretch_gate,
-            mouth_cavity, shading, prior_only, appearance,
-        )  # fmt: skip
-        self.au_estimator = AUEstimator(
-            NUM_AUS, estimator_channels, estimator_max_channels, estimator_calibration_knots
-        )
+        self.generator = self.editor = self.renderer = None
+        if config.generator is not None:
+            self.generator = Generator(NUM_AUS, **asdict(config.generator), image_size=image_size)
+        if config.editor is not None:
+            self.editor = LandmarkEditor(**asdict(config.editor), image_size=image_size)
+        if config.renderer is not None:
+            self.renderer = Renderer(config.renderer, NUM_AUS, image_size)
+        est = config.estimator
+        self.au_estimator = AUEstimator(NUM_AUS, est.channels, est.max_channels, est.calibration_knots)
+        # config.json: the parts this model has, not every constructor argument's default.
+        self._hub_mixin_config = {
+            **config.to_dict(),
+            "provenance": self.provenance,
+            "face_template": [list(point) for point in self.face_template],
+        }
         self.eval()
 
     @property
@@ -179,16 +172,22 @@ class WEMGAN(
                 token=token,
                 local_files_only=local_files_only,
             )
+        state = safetensors.torch.load_file(weights)
+        # A config.json of before 2026-12-06 has fields the constructor no longer takes (the mixin
+        # passes only the ones it takes): read it whole and convert it.
+        raw = json.loads(Path(weights).with_name("config.json").read_text(encoding="utf-8"))
+        if is_legacy(raw):
+            model_kwargs, state = legacy_model(raw, state)
         model = cls(**model_kwargs)
         try:
-            model.load_state_dict(safetensors.torch.load_file(weights), strict=strict)
+            model.load_state_dict(state, strict=strict)
         except RuntimeError as error:
             raise ValueError(f"{weights} does not match the configuration in config.json: {error}") from None
         return model.to(map_location).eval()
 
     # ---------------------------------------------------------------- inference
     @torch.inference_mode()
-    def prepare(self, image: Any, *, align: bool | None = None, detector: facelib.Detector = "hog") -> PreparedPhoto:
+    def prepare(self, image: Any, *, align: bool | None = None, detector: facelib.Detector = "auto") -> PreparedPhoto:
         """Search one image for faces and read their AUs once, for many fast edits of it.
 
         Pass the result to `edit`, `interpolate` or `estimate_aus` instead of the image: they
@@ -199,7 +198,7 @@ class WEMGAN(
         if batch.batched:
             raise ValueError("prepare takes one image; call it once per image")
         reading = self._read(batch, align, "all", detector)
-        unedited, unedited_flow = self._generate(reading.crops, torch.zeros_like(reading.aus))  # of preserve_detail
+        unedited, unedited_flow = self._generate(reading.crops, torch.zeros_like(reading.aus), reading.aus)
         return PreparedPhoto(batch, reading.located[0], reading.crops, reading.aus, unedited, unedited_flow)
 
     @torch.inference_mode()
@@ -209,7 +208,7 @@ class WEMGAN(
         *,
         align: bool | None = None,
         faces: facelib.Which = "largest",
-        detector: facelib.Detector = "hog",
+        detector: facelib.Detector = "auto",
     ) -> dict[str, float] | list[Any]:
         """The 17 AU intensities in [0, 1] of each face.
 
@@ -234,7 +233,7 @@ class WEMGAN(
         preserve_detail: bool = True,
         align: bool | None = None,
         faces: facelib.Which = "largest",
-        detector: facelib.Detector = "hog",
+        detector: facelib.Detector = "auto",
     ) -> Any:
         """Change the expression of each face; give exactly one of reference, aus or delta.
 
@@ -282,7 +281,7 @@ class WEMGAN(
         *,
         align: bool | None = None,
         faces: facelib.Which = "largest",
-        detector: facelib.Detector = "hog",
+        detector: facelib.Detector = "auto",
     ) -> list[Any]:
         """Frames that move one image's face(s) from expression `start` to `end` in equal AU steps.
 
@@ -310,7 +309,7 @@ class WEMGAN(
         *,
         align: bool | None = None,
         faces: facelib.Which = "largest",
-        detector: facelib.Detector = "hog",
+        detector: facelib.Detector = "auto",
     ) -> Iterator[Any]:
         """The frames of `interpolate`, made and yielded a few at a time: memory stays flat in `steps`.
 
@@ -336,6 +335,16 @@ class WEMGAN(
                 relatives = [(1 - w) * first + w * last - reading.aus for w in weights[index : index + per_call]]
                 frames = self._render(reading, relatives, preserve_detail)
             yield from frames
+
+    @torch.inference_mode()
+    def edit_crops(self, crops: Tensor, relative: Tensor, source: Tensor | None = None) -> Tensor:
+        """The model's edit of aligned crops (N x 3 x S x S in [-1, 1]) by relative AUs (N x 17), as
+        the networks make it (no detection, no paste-back): what the paper's protocol scores.
+        source: the faces' own AUs (N x 17; the Renderer draws source + relative); default: read
+        by the built-in estimator."""
+        crops, relative = crops.to(self.device), relative.to(self.device)
+        source = self._estimate(crops) if source is None else source.to(self.device)
+        return self._generate(crops, relative, source)[0]
 
     # ----------------------------------------------------------------- helpers
     def _as_tensor(self, values: np.ndarray) -> Tensor:
@@ -382,22 +391,31 @@ class WEMGAN(
         counts = torch.tensor([len(found) for found in located], device=self.device)
         return per_image.repeat_interleave(counts, dim=0)
 
-    def _generate(self, crops: Tensor, relative: Tensor) -> tuple[Tensor, Tensor | None]:
-        """G(x, u) (N x 3 x S x S) and, for a warp generator, its flow (N x 2 x s x s; else None)."""
-        warps = self.generator.output == "warp"
+    def _generate(self, crops: Tensor, relative: Tensor, source: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The edited crops (N x 3 x S x S) for the relative AUs (N x 17) of faces whose own AUs are
+        `source` (N x 17), and the landmark editor's flow (N x 2 x s x s; None for the paper's model)."""
         images, flows = [], []
-        for x, u in zip(crops.split(GENERATION_CHUNK), relative.split(GENERATION_CHUNK), strict=True):
-            edited, parts = self.generator(x.to(self.dtype), u.to(self.dtype), return_parts=True)
+        for x, u, own in zip(*(t.split(GENERATION_CHUNK) for t in (crops, relative, source)), strict=True):
+            x, u = x.to(self.dtype), u.to(self.dtype)
+            if self.editor is None:
+                images.append(self.generator(x, u).float())
+                continue
+            edit = self.editor(x, u)
+            edited = edit.image
+            if self.renderer is not None:  # it draws what the motion reveals, where the motion changes the face
+                mask = edit_mask(edit.landmarks, edit.moves, edit.flow.float(), self.image_size)
+                target = (own.float() + u.float()).clamp(0, 1).to(self.dtype)
+                edited = self.renderer(edited, mask.to(self.dtype), edit.landmarks + edit.moves, target)
             images.append(edited.float())
-            flows.append(parts["flow"].float() if warps else None)
-        return torch.cat(images), torch.cat(flows) if warps else None
+            flows.append(edit.flow.float())
+        return torch.cat(images), torch.cat(flows) if flows else None
 
     def _render(self, reading: Reading, relatives: list[Tensor], preserve_detail: bool) -> list[Any]:
         """One output (same form as the input) per relative-AU tensor (N x 17 or 1 x 17) in `relatives`.
 
         All conditions (and G(x, 0) for preserve_detail, unless the reading holds it) go
         through the generator as one batch: interpolation frames cost one batched call.
-        A warp generator's motion is applied to the photo itself at its full resolution (its
+        The landmark editor's motion is applied to the photo itself at its full resolution (its
         flow taken through the alignment), and only the colour the generator adds on top
         is pasted as a change: hairs, pores and brows stay sharp and move, instead of a
         blurred 128-px copy of a moved brow being added beside the sharp original.
@@ -407,7 +425,9 @@ class WEMGAN(
         add_unedited = preserve_detail and reading.unedited is None
         if add_unedited:
             conditions.append(torch.zeros_like(conditions[0]))
-        outputs, flows = self._generate(crops.repeat(len(conditions), 1, 1, 1), torch.cat(conditions))
+        outputs, flows = self._generate(
+            crops.repeat(len(conditions), 1, 1, 1), torch.cat(conditions), reading.aus.repeat(len(conditions), 1)
+        )
         outputs = list(outputs.split(n))
         flows = list(flows.split(n)) if flows is not None and preserve_detail else [None] * len(outputs)
         if add_unedited:

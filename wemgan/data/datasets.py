@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from ..aus import AU_NAMES, NUM_AUS, OPENFACE_MAX_INTENSITY
+from . import synthetic
 
 logger = logging.getLogger(__name__)
 
@@ -385,9 +386,7 @@ def _load_hub(repo_id: str, split: str, cache_dir: str | None) -> datasets.Datas
 def _load_raw(source: str | os.PathLike, split: str, cache_dir: str | None, synthfacs: dict) -> datasets.Dataset:
     """The source's rows as they are stored (before validation)."""
     if _is_synthfacs(source):
-        from .synthetic import build_dataset
-
-        return build_dataset(**_synthfacs_options(split, **synthfacs), split=split)
+        return synthetic.build_dataset(**_synthfacs_options(split, **synthfacs), split=split)
     path = Path(source).expanduser()
     if path.is_file() and path.suffix == ".parquet":
         return _load_parquet(path, split, cache_dir)
@@ -522,7 +521,6 @@ class SynthFACSDataset(TorchDataset):
         seed: int = 0,
         image_format: ImageFormat = "float",
     ):
-        from . import synthetic  # imported here so that real-data users never load the renderer
 
         _check_image_format(image_format)
         options = _synthfacs_options(split, n_identities, per_identity, seed)

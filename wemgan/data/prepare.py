@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image, ImageOps
 
+from .. import faces
 from ..aus import NUM_AUS
 from .datasets import AFFECTNET_CATEGORIES, IMAGE_SIZE, SkipReport, check_aus, find_au_columns, to_model_size
 
@@ -265,10 +266,7 @@ def _start_worker(align: bool) -> None:
 
 
 def import_faces() -> types.ModuleType:
-    try:
-        from .. import faces
-    except ImportError as error:
-        raise ImportError(f"--align needs wemgan.faces: {error}") from error
+    """wemgan.faces, checked to have its optional extra (dlib) for --align."""
     if not faces.available():
         raise ImportError(f"--align needs dlib and face_recognition_models: {faces.FACES_EXTRA}")
     return faces

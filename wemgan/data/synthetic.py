@@ -35,7 +35,7 @@ CLI: python -m wemgan.data.synthetic --out DIR --identities N --per-identity K
         [--sheet-identities I ...] [--overwrite]
 writes a `save_to_disk` DatasetDict (train/test), atomically, and optional contact sheets.
 The sheets in docs/ were made with
-    python -m wemgan.data.synthetic --contact-sheet docs/synthfacs.png --au-sheet docs/synthfacs_aus.png \
+    python -m wemgan.data.synthetic --contact-sheet docs/synthfacs.png --au-sheet synthfacs_aus.png \
         --sheet-identities 212 201 203 211 215 226
 """
 
@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from wemgan.aus import AU_NAMES, EXPRESSIONS, NUM_AUS, au_vector
+from wemgan.aus import AU_DESCRIPTIONS, AU_NAMES, EXPRESSIONS, NUM_AUS, au_vector
 
 if TYPE_CHECKING:
     import datasets
@@ -1405,7 +1405,6 @@ def au_sweep_sheet(
     Cells are the face (brows to chin) cropped from the size x size render and enlarged
     `zoom` times with nearest neighbours, so every pixel of the render stays visible.
     """
-    from wemgan.aus import AU_DESCRIPTIONS
 
     identity = _as_identity(identity)
     frame = _frame(identity, _check_size(size))

@@ -11,6 +11,7 @@ speckle         speckle share: the share of an edit's change above a 1.5 px blur
 motion_compensated  both, of what is left once the source is moved onto the edit (tells painting from warping)
 geometry        dlib 68-landmark changes (lip corners, mouth, brows, lids) and their real-face calibration
 reference       the measures on a filmed real expression change and on a plain darkening
+realism         a fresh classifier's held-out accuracy telling edits from real faces of other people
 
 A metric whose optional dependency is missing is reported as unavailable with the reason
 (the *_unavailable functions), never as 0.

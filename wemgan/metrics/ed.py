@@ -13,6 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..aus import AU_NAMES
+from ..data.datasets import check_aus, find_au_columns
+from ..data.prepare import best_face_per_image, read_openface
+
 
 def expression_distances(measured: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Per sample ||measured - target||_2 of two N x 17 arrays."""
@@ -43,8 +47,6 @@ def read_openface_aus(path: str | Path, names: Sequence[str]) -> np.ndarray:
     path: OpenFace output for the edit folder (a folder of per-image CSVs or one CSV with a
     file-name column). Where OpenFace found several faces in an image, the most confident wins.
     """
-    from ..data.datasets import check_aus, find_au_columns
-    from ..data.prepare import best_face_per_image, read_openface
 
     table = best_face_per_image(read_openface(Path(path)))
     table["_key"] = [Path(str(name)).stem for name in table["_name"]]
@@ -73,7 +75,6 @@ def strong_expression_ratios(
 
     A squared-error regressor shrinks towards the mean; transfer from a reference with a broad
     smile then asks for half a smile. N x 17 arrays in OpenFace order."""
-    from ..aus import AU_NAMES
 
     measured, labels = np.asarray(measured, dtype=np.float64), np.asarray(labels, dtype=np.float64)
     ratios = {}

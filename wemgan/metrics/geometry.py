@@ -42,6 +42,7 @@ import numpy as np
 
 from .. import faces
 from ..aus import AU_NAMES
+from ..data.datasets import load_training_data
 from .acd import face_box
 
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
@@ -155,7 +156,6 @@ def load_train_faces(data: str, cache_folder: str | None) -> tuple[np.ndarray, n
         if tuple(meta.get("au_names", AU_NAMES)) != AU_NAMES:
             raise ValueError(f"{folder} holds AUs in another order: {meta['au_names']}")
         return np.load(folder / "images.npy", mmap_mode="r"), np.load(folder / "aus.npy")
-    from ..data.datasets import load_training_data
 
     dataset = load_training_data(data, "train", image_format="uint8")
     samples = [dataset[index] for index in range(len(dataset))]

@@ -4,7 +4,7 @@ edit's change once the source's pixels are moved onto the edit.
 A warp paints nothing, yet where it moves a red lip over skin or a dark brow over the forehead
 colour changes as much as light: the landmark warp alone, which only moves pixels, scores a
 chroma ratio of 1.9-2.1 and a speckle share of 0.12-0.19 on faces-au, like a generator
-painting blotches (docs/recipe-trials.md). To tell painting from moving, the source is first
+painting blotches (docs/research/measures.md). To tell painting from moving, the source is first
 moved onto the edit by dense optical flow (OpenCV's DIS on grey levels: it sees only the two
 images, so no model can steer it), and only the residual is measured, against the whole change:
 
@@ -20,7 +20,7 @@ of expression scores 0.53 (teeth appear, shading changes), the landmark warp alo
 
 Smudges: AU readers, the independent judge included, rise for soft patches of light too: a
 generator that could only brighten or darken the face met the judge's bar by greying noses and
-cheeks, and its chroma ratio fell (docs/recipe-trials.md). So:
+cheeks, and its chroma ratio fell (docs/research/measures.md). So:
 
     moved smudge share = Σ |G_σ(edit − moved)|² / Σ |edit − source|²   (RGB, σ = SMUDGE_SIGMA)
 

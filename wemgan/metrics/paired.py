@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..data.synthetic import render
 from . import reconstruction
 
 HIGHER_IS_BETTER = {"l1": False, "psnr": True, "ssim": True}
@@ -19,7 +20,6 @@ HIGHER_IS_BETTER = {"l1": False, "psnr": True, "ssim": True}
 
 def ground_truth(identities: Sequence[int], target_aus: np.ndarray, size: int = 128) -> np.ndarray:
     """N x size x size x 3 uint8 renders of each identity seed with its target AUs."""
-    from ..data.synthetic import render
 
     return np.stack([np.asarray(render(int(i), aus, size)) for i, aus in zip(identities, target_aus, strict=True)])
 

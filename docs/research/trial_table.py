@@ -1,6 +1,6 @@
-"""Print the recipe-trial table of docs/recipe-trials.md from evaluation folders.
+"""Print the trial tables of the research notebook (docs/research/) from evaluation folders.
 
-    python docs/trial_table.py NAME=EVAL_DIR [NAME=EVAL_DIR ...] [--mode user|raw]
+    python docs/research/trial_table.py NAME=EVAL_DIR [NAME=EVAL_DIR ...] [--mode user|raw]
 
 Each EVAL_DIR is the --out folder of `python -m wemgan.evaluate` for one trial's model (same
 --pairs for all). One row per trial: the measures of the issue's bars, for the edits users get

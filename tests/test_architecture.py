@@ -1,0 +1,228 @@
+"""How the package fits together: imports without cycles, one config with one set of rules per
+kind of model, the shipped model's edits unchanged by its format, and the Renderer composed with
+the landmark editor."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from test_landmark_motion import drawn_face_landmarks
+
+from wemgan import WEMGAN
+from wemgan.config import EditorConfig, GeneratorConfig, ModelConfig, RendererConfig
+from wemgan.generator import Generator
+from wemgan.render_masks import edit_mask, training_masks
+from wemgan.renderer import Renderer
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "wemgan"
+# What the shipped model runs must not pull in training code (critics, losses, fits, metrics, data).
+TRAINING_MODULES = ("wemgan.losses", "wemgan.discriminators", "wemgan.landmark_fit", "wemgan.au_training",
+                    "wemgan.metrics", "wemgan.data", "wemgan.evaluate", "wemgan.edit_evaluation")  # fmt: skip
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_imports(path: Path) -> tuple[set[str], list[str]]:
+    """(the wemgan modules a file imports, the ones it imports inside a function)."""
+    tree = ast.parse(path.read_text())
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    found, inside = set(), []
+    functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+    nested = {id(n) for f in functions for n in ast.walk(f) if n is not f}
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            root = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            names = [root] + [f"{root}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        names = [n for n in names if n.startswith("wemgan") and importable(n)]
+        found.update(names)
+        if names and id(node) in nested:
+            inside.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found, inside
+
+
+def importable(name: str) -> bool:
+    path = ROOT / Path(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        graph[name] = {m for m in project_imports(path)[0] if m != name and not name.startswith(m + ".")}
+    return graph
+
+
+def test_no_project_module_is_imported_inside_a_function():
+    inside = [where for path in PACKAGE.rglob("*.py") for where in project_imports(path)[1]]
+    assert inside == []
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = import_graph()
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for child in graph.get(node, ()):
+            if child == "wemgan":  # the package's __init__ re-exports; submodules import their siblings
+                continue
+            assert state.get(child) != 1, "import cycle: " + " -> ".join([*trail, node, child])
+            if child not in state:
+                visit(child, [*trail, node])
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [])
+
+
+def test_the_inference_model_imports_no_training_code():
+    graph = import_graph()
+    seen, todo = set(), ["wemgan.model"]
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(child for child in graph.get(node, ()) if child != "wemgan")
+    assert sorted(m for m in seen if m.startswith(TRAINING_MODULES)) == []
+
+
+def test_each_module_imports_alone():
+    modules = sorted(module_name(p) for p in PACKAGE.rglob("*.py"))
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    for loaded in [m for m in sys.modules if m == 'wemgan' or m.startswith('wemgan.')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    importlib.import_module(name)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_generator_is_the_papers_network_with_few_arguments():
+    assert len(inspect.signature(Generator).parameters) <= 10
+    with pytest.raises(ValueError, match="skip_levels must be one of"):
+        Generator(skip_levels=2)
+    with pytest.raises(ValueError, match="skip_levels must be one of"):
+        GeneratorConfig(skip_levels=2).validate()  # the same rule, written once
+
+
+def test_a_model_config_holds_one_kind_and_rejects_mixtures():
+    assert ModelConfig(generator=GeneratorConfig()).validate().kind == "paper"
+    with pytest.raises(ValueError, match="exactly one"):
+        ModelConfig(generator=GeneratorConfig(), editor=EditorConfig()).validate()
+    with pytest.raises(ValueError, match="needs the editor"):
+        WEMGAN(generator={}, renderer={})
+    with pytest.raises(ValueError, match="motion_strength"):
+        WEMGAN(editor={"motion_strength": 0.0})
+    with pytest.raises(TypeError):
+        WEMGAN(editor={"prior_only": True})  # a field no part has
+
+
+def legacy_folder(folder: Path, out: Path) -> Path:
+    """hub/default written in the format of before 2026-12-06: flat config, the fits under
+    generator.*, baked in at motion_strength and stored in float16 like every other weight."""
+    config = json.loads((folder / "config.json").read_text())
+    editor, estimator = config["editor"], config["estimator"]
+    strength = editor["motion_strength"]
+    flat = {"image_size": 128, "base_channels": 16, "max_channels": 128, "skip_levels": 5, "skip_kind": "haar",
+            "au_fusion": "multi", "norm": "instance", "upsample": "resize", "generator_output": "warp",
+            "motion_prior": True, "prior_only": True, "mouth_cavity": editor["mouth_cavity"],
+            "appearance": editor["appearance"], "flow_resolution": editor["flow_resolution"],
+            "zero_gate": False, "stretch_gate": False, "shading": False,
+            "estimator_channels": estimator["channels"], "estimator_max_channels": estimator["max_channels"],
+            "estimator_calibration_knots": estimator["calibration_knots"], "face_template": config["face_template"],
+            "provenance": {**config["provenance"], "prior_changes": {"motion_strength": strength}}}  # fmt: skip
+    state = {}
+    for name, value in safetensors.torch.load_file(folder / "model.safetensors").items():
+        if name.startswith("editor."):
+            part = name.removeprefix("editor.")
+            value = value * strength if part in ("motion_basis", "appearance_maps") else value
+            name = "generator." + part
+        state[name] = value.half()
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(flat))
+    safetensors.torch.save_file(state, out / "model.safetensors")
+    return out
+
+
+def test_the_shipped_model_edits_byte_identically_from_its_old_format(tmp_path):
+    """hub/default was rewritten in today's format; a folder of the old format loads (wemgan.legacy)
+    and makes exactly the same edits, down to the last byte."""
+    shipped = WEMGAN.from_pretrained(ROOT / "hub/default")
+    old = WEMGAN.from_pretrained(legacy_folder(ROOT / "hub/default", tmp_path / "old"))
+    assert old.editor.motion_strength == shipped.editor.motion_strength == 0.75
+    rng = np.random.default_rng(0)
+    crops = (rng.random((3, 128, 128, 3)) * 255).astype(np.uint8)
+    for spec in ({"AU06": 0.8, "AU12": 0.9}, {"AU01": 0.8, "AU02": 0.8, "AU25": 0.7, "AU26": 0.9}):
+        assert np.array_equal(shipped.edit(crops, aus=spec), old.edit(crops, aus=spec))
+    photo = ROOT / "wemgan/data/photos/grace_hopper.jpg"
+    assert np.array_equal(
+        np.asarray(shipped.edit(photo, aus="Happy", align=False)), np.asarray(old.edit(photo, aus="Happy", align=False))
+    )
+
+
+def test_a_research_variant_folder_is_refused_with_what_to_do(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"generator_output": "warp", "base_channels": 8}))
+    safetensors.torch.save_file({"x": torch.zeros(1)}, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="commit 060beb0"):
+        WEMGAN.from_pretrained(tmp_path)
+
+
+def test_the_renderer_changes_nothing_outside_its_mask_and_nothing_for_an_empty_one():
+    torch.manual_seed(0)
+    renderer = Renderer(RendererConfig(base_channels=8, max_channels=16)).eval()
+    x = torch.rand(2, 3, 128, 128) * 2 - 1
+    landmarks = torch.rand(2, 68, 2) * 80 + 24
+    aus = torch.rand(2, 17)
+    assert torch.equal(renderer(x, torch.zeros(2, 1, 128, 128), landmarks, aus), x)
+    mask = training_masks(landmarks, 128, torch.Generator().manual_seed(0))
+    hard = (mask == 1).float()
+    out = renderer(x, hard, landmarks, aus)
+    assert torch.equal(out * (1 - hard), x * (1 - hard)) and not torch.equal(out, x)
+    with pytest.raises(ValueError, match="mask of shape"):
+        renderer(x, hard[:, :, :64], landmarks, aus)
+
+
+def test_the_edit_mask_covers_what_moves_and_nothing_when_nothing_moves():
+    landmarks = drawn_face_landmarks()
+    moves = torch.zeros_like(landmarks)
+    flow = torch.zeros(1, 2, 32, 32)
+    assert edit_mask(landmarks, moves, flow, 128).sum() == 0
+    moves[0, 48:68, 1] = 3.0  # the mouth moves
+    mask = edit_mask(landmarks, moves, flow, 128)
+    mouth_rows = landmarks[0, 48:68, 1]
+    rows = torch.nonzero(mask[0, 0].amax(1) > 0).flatten().float()
+    assert len(rows) and rows.min() >= mouth_rows.min() - 6 and rows.max() <= mouth_rows.max() + 9  # and no eye
+
+
+def test_an_editor_with_a_renderer_round_trips_and_keeps_no_change_exact(tmp_path, face_crop):
+    model = WEMGAN(editor={"appearance": False}, renderer={"base_channels": 8, "max_channels": 16},
+                   estimator={"channels": 8, "max_channels": 16})  # fmt: skip
+    model.save_pretrained(tmp_path)
+    loaded = WEMGAN.from_pretrained(tmp_path)
+    assert loaded.model_config.kind == "editor+renderer"
+    assert "gan" not in WEMGAN(editor={}).model_config.kind
+    assert np.array_equal(np.asarray(loaded.edit(face_crop, delta={"AU12": 0.0})), np.asarray(face_crop))
+    assert loaded.edit(face_crop, delta={"AU12": 1.0, "AU25": 1.0}).size == (128, 128)

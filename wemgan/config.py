@@ -1,0 +1,142 @@
+"""What a WEMGAN model is made of, one dataclass per part, each with the one validate() that the
+networks, train_accelerate.py's parse_args and hub/export.py all call.
+
+Two kinds of model (docs: README "Models"):
+- the paper's: a Generator (Table 1) edits the face by relative AUs;
+- the landmark editor's: a LandmarkEditor moves the face as real faces move, and an optional
+  Renderer (the paper's Generator with a mask and landmark contours as inputs) draws what the
+  motion reveals.
+Both hold the AU estimator that reads a photo's AUs. config.json holds the parts a model has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SKIP_LEVELS = (0, 3, 4, 5)  # DIT skips (paper Table 7); which depths each sends: generator.SKIP_DEPTHS
+SIZE_MULTIPLE = 32  # five stride-2 downsamples to the 4x4 bottleneck (at 128 px)
+MAX_MOTION_STRENGTH = 2.0
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+def _widths(base_channels: int, max_channels: int) -> None:
+    if not 0 < base_channels <= max_channels:
+        raise ValueError(
+            f"channels must satisfy 0 < base_channels <= max_channels, got {base_channels}, {max_channels}"
+        )
+
+
+@dataclass
+class GeneratorConfig:
+    """The paper's generator (Table 1); the defaults are the paper's."""
+
+    base_channels: int = 64  # width of the first encoder conv; doubles per downsample
+    max_channels: int = 512  # cap on the width
+    skip_levels: int = 3  # DIT skip connections: 0, 3 (paper: 64, 32, 16 px), 4 or 5
+    skip_kind: str = "haar"  # "haar": the skips carry the Haar high-frequency part (DIT); "plain": U-Net
+    au_fusion: str = "multi"  # "multi": the paper's multi-AU fusion block; "single": AUs enter once
+    norm: str = "instance"  # "instance" (paper) or "none"
+    upsample: str = "transposed"  # "transposed" 4x4/2 convs (paper) or "resize" (nearest x2 + 3x3 conv)
+
+    def validate(self, image_size: int = 128) -> GeneratorConfig:
+        _widths(self.base_channels, self.max_channels)
+        _choice("skip_levels", self.skip_levels, SKIP_LEVELS)
+        _choice("skip_kind", self.skip_kind, ("haar", "plain"))
+        _choice("au_fusion", self.au_fusion, ("multi", "single"))
+        _choice("norm", self.norm, ("instance", "none"))
+        _choice("upsample", self.upsample, ("transposed", "resize"))
+        if image_size <= 0 or image_size % SIZE_MULTIPLE:
+            raise ValueError(f"image_size must be a positive multiple of {SIZE_MULTIPLE}, got {image_size}")
+        return self
+
+
+@dataclass
+class RendererConfig:
+    """The Renderer: the paper's generator with a mask and landmark contours as extra inputs."""
+
+    base_channels: int = 16  # width of the generator's first conv (paper: 64)
+    max_channels: int = 128  # cap on the generator's width (paper: 512)
+    skip_levels: int = 3  # DIT skips, as the paper's generator
+    upsample: str = "resize"  # "resize" (no checkerboard) or the paper's "transposed"
+
+    def validate(self, image_size: int = 128) -> RendererConfig:
+        GeneratorConfig(self.base_channels, self.max_channels, self.skip_levels, upsample=self.upsample).validate(
+            image_size
+        )
+        return self
+
+
+@dataclass
+class EditorConfig:
+    """The LandmarkEditor: landmark motion of real faces, a drawn mouth, the smile's skin shading."""
+
+    motion_strength: float = 1.0  # scales the fitted motion (and shading), at run time; (0, 2]
+    mouth_cavity: bool = True  # lips part along a cut and the gap shows teeth and the mouth's inside
+    appearance: bool = True  # the smile's AUs brighten and darken the skin as on real faces
+    flow_resolution: int = 32  # side of the grid the motion's flow is interpolated on (at 128 px)
+
+    def validate(self, image_size: int = 128) -> EditorConfig:
+        if not 0 < self.motion_strength <= MAX_MOTION_STRENGTH:
+            raise ValueError(f"motion_strength must be in (0, {MAX_MOTION_STRENGTH:g}], got {self.motion_strength}")
+        allowed = tuple(image_size // 2**depth for depth in range(1, 5))
+        _choice(f"flow_resolution (at {image_size} px)", self.flow_resolution, allowed)
+        return self
+
+
+@dataclass
+class EstimatorConfig:
+    """The built-in AU estimator that reads a photo's AUs."""
+
+    channels: int = 32  # width of its first conv
+    max_channels: int = 256  # cap on its width
+    calibration_knots: int = 0  # knots of its quantile calibration (0: none)
+
+    def validate(self, image_size: int = 128) -> EstimatorConfig:
+        _widths(self.channels, self.max_channels)
+        if self.calibration_knots < 0 or self.calibration_knots == 1:
+            raise ValueError(f"calibration_knots must be 0 or at least 2, got {self.calibration_knots}")
+        return self
+
+
+@dataclass
+class ModelConfig:
+    """A whole model: the paper's (generator) or the landmark editor's (editor [+ renderer])."""
+
+    image_size: int = 128  # side of the square face crop the networks work on (paper: 128)
+    generator: GeneratorConfig | None = None
+    editor: EditorConfig | None = None
+    renderer: RendererConfig | None = None
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+
+    def validate(self) -> ModelConfig:
+        if (self.generator is None) == (self.editor is None):
+            raise ValueError("a model holds either the paper's generator or the landmark editor (exactly one)")
+        if self.renderer is not None and self.editor is None:
+            raise ValueError("the renderer draws what the landmark editor's motion reveals: it needs the editor")
+        for part in (self.generator, self.editor, self.renderer, self.estimator):
+            if part is not None:
+                part.validate(self.image_size)
+        return self
+
+    @property
+    def kind(self) -> str:
+        """ "paper", "editor" or "editor+renderer"."""
+        if self.generator is not None:
+            return "paper"
+        return "editor+renderer" if self.renderer is not None else "editor"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parts this model has (config.json's model fields)."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        kinds = {"generator": GeneratorConfig, "editor": EditorConfig, "renderer": RendererConfig,
+                 "estimator": EstimatorConfig}  # fmt: skip
+        parts = {key: kinds[key](**value) for key, value in values.items() if key in kinds and value is not None}
+        return cls(image_size=values.get("image_size", 128), **parts).validate()

@@ -1,0 +1,122 @@
+"""LandmarkEditor: an AU change made as real faces make it, by moving the face's own pixels.
+
+It reads the face's 68 landmarks (LandmarkRegressor), moves them by the per-AU motion fitted on
+real faces (wemgan.landmark_motion, scaled by motion_strength at run time), warps the face along
+a smooth flow through those moves, draws the inside of a mouth the motion opens
+(wemgan.mouth_cavity) and shades the skin as a smile does (wemgan.landmark_appearance).
+Nothing in it was trained against an AU network, so there is nothing for it to fool; what it
+cannot do is draw what an expression reveals (the Renderer's job). No change is exactly no change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .aus import NUM_AUS
+from .config import EditorConfig
+from .flow import warp
+from .landmark_appearance import appearance_shading, packaged_maps, with_appearance
+from .landmark_motion import landmark_displacements, motion_basis, motion_flow, parted_lips_flow
+from .landmark_regressor import NUM_LANDMARKS, LandmarkRegressor
+from .mouth_cavity import mouth_cavity
+
+FIT_BUFFERS = ("motion_basis", "appearance_mean", "appearance_maps")
+
+
+@dataclass
+class EditorOutput:
+    """What an edit made: the image, and the geometry the Renderer and the paste-back need."""
+
+    image: Tensor  # B x 3 x S x S in [-1, 1]
+    flow: Tensor  # B x 2 x s x s backward flow (flow.warp's units) the face was moved by
+    landmarks: Tensor  # B x 68 x 2 pixels, read on the input
+    moves: Tensor  # B x 68 x 2 pixels: where the edit moves them (landmarks + moves = target)
+
+
+class LandmarkEditor(nn.Module):
+    """LandmarkEditor(x, u_rel) -> EditorOutput (x: B x 3 x S x S in [-1, 1], u_rel: B x 17).
+
+    Args:
+        motion_strength: the fitted motion (and skin shading) is scaled by this, in (0, 2].
+        mouth_cavity: lips part along a cut and the gap shows teeth and the mouth's dark inside
+            instead of stretched lip.
+        appearance: the smile's AUs (AU06, AU12) brighten and darken the skin as on real faces.
+        flow_resolution: side of the grid the motion's flow is interpolated on (at 128 px: 32).
+        image_size: side of the square crops (128).
+    """
+
+    def __init__(
+        self,
+        motion_strength: float = 1.0,
+        mouth_cavity: bool = True,
+        appearance: bool = True,
+        flow_resolution: int = 32,
+        image_size: int = 128,
+    ) -> None:
+        super().__init__()
+        EditorConfig(motion_strength, mouth_cavity, appearance, flow_resolution).validate(image_size)
+        self.motion_strength = motion_strength
+        self.mouth_cavity = mouth_cavity
+        self.appearance = appearance
+        self.flow_resolution = flow_resolution
+        self.image_size = image_size
+        self.landmark_regressor = LandmarkRegressor(image_size).requires_grad_(False)
+        # The fits are buffers: a model file carries the ones it was made with.
+        self.register_buffer("motion_basis", torch.zeros(NUM_AUS, NUM_LANDMARKS, 2))  # per AU at label 1, IODs
+        if appearance:
+            mean, maps = packaged_maps()
+            self.register_buffer("appearance_mean", torch.zeros_like(mean))  # 68 x 2 px, the mean face
+            self.register_buffer("appearance_maps", torch.zeros_like(maps))  # K x s x s log-brightness at label 1
+
+    def _apply(self, fn, recurse=True):
+        """.half(), .to(dtype) and the like cast the network; the fits stay float32 (they are tiny,
+        and a model folder's edits must not depend on the dtype its weights are stored in)."""
+        fits = {name: getattr(self, name) for name in FIT_BUFFERS if hasattr(self, name)}
+        super()._apply(fn, recurse)
+        for name, value in fits.items():  # the device follows, the values are kept exactly
+            setattr(self, name, value.float().to(getattr(self, name).device))
+        return self
+
+    @classmethod
+    def from_fits(cls, regressor: LandmarkRegressor, **config: float | bool | int) -> LandmarkEditor:
+        """An editor holding the packaged fits (wemgan/landmark_motion.json and
+        landmark_appearance.safetensors) and a copy of the trained regressor's weights."""
+        editor = cls(**config)
+        editor.landmark_regressor.load_state_dict(regressor.state_dict())
+        with torch.no_grad():
+            editor.motion_basis.copy_(motion_basis())
+            if editor.appearance:
+                mean, maps = packaged_maps()
+                editor.appearance_mean.copy_(mean)
+                editor.appearance_maps.copy_(maps)
+        return editor
+
+    def forward(self, x: Tensor, u_rel: Tensor) -> EditorOutput:
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2:] != (self.image_size,) * 2:
+            side = self.image_size
+            raise ValueError(f"LandmarkEditor expects images of shape B x 3 x {side} x {side}, got {tuple(x.shape)}")
+        if u_rel.shape != (x.shape[0], NUM_AUS):
+            raise ValueError(f"LandmarkEditor expects AUs of shape {x.shape[0]} x {NUM_AUS}, got {tuple(u_rel.shape)}")
+        with torch.no_grad():
+            landmarks = self.landmark_regressor(x).float()
+            basis = self.motion_basis.float() * self.motion_strength
+            moves = landmark_displacements(landmarks, u_rel.float(), basis)
+            if self.mouth_cavity:  # a full-size flow with a cut between the lips
+                flow = parted_lips_flow(landmarks, moves, self.image_size, self.flow_resolution)
+            else:
+                flow = motion_flow(landmarks, moves, self.image_size, self.flow_resolution)
+            flow = flow.to(x.dtype)
+            edited = warp(x, flow)
+            if self.mouth_cavity:
+                cavity, opened = mouth_cavity(x, landmarks, moves, flow.float())
+                edited = edited + opened.to(edited.dtype) * (cavity.to(edited.dtype) - edited)
+            if self.appearance:
+                maps = self.appearance_maps * self.motion_strength
+                shading = appearance_shading(
+                    landmarks + moves, u_rel, self.appearance_mean, maps, self.image_size, self.flow_resolution
+                )
+                edited = with_appearance(edited, shading)
+        return EditorOutput(edited, flow, landmarks, moves)

@@ -1,0 +1,73 @@
+"""What the renderer is told of a face's shape: its 68 landmarks drawn as contour images.
+
+LaFIn (landmark-guided face inpainting) feeds the landmarks as an image beside the masked face;
+here each part gets its own channel, so the network knows an outer lip line from an inner one
+(the gap between them is where teeth or a dark mouth show) without having to infer it.
+The landmarks are pixel positions (x, y) of dlib's 68-point layout, pixel centres at integers.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor
+
+JAW = list(range(0, 17))
+RIGHT_BROW, LEFT_BROW = list(range(17, 22)), list(range(22, 27))
+NOSE_BRIDGE, NOSE_BASE = list(range(27, 31)), list(range(31, 36))
+RIGHT_EYE, LEFT_EYE = list(range(36, 42)), list(range(42, 48))
+OUTER_LIPS, INNER_LIPS = list(range(48, 60)), list(range(60, 68))
+UPPER_LID_RIGHT, UPPER_LID_LEFT = [36, 37, 38, 39], [42, 43, 44, 45]
+
+
+def polyline(points: list[int], closed: bool = False) -> list[tuple[int, int]]:
+    """The segments (i, j) joining consecutive landmarks, and the last to the first if closed."""
+    segments = list(itertools.pairwise(points))
+    return [*segments, (points[-1], points[0])] if closed else segments
+
+
+# One channel per part: its segments. Outer and inner lips apart: between them lie teeth or the
+# mouth's dark inside, what the renderer must draw when a mouth opens.
+CONTOUR_CHANNELS: dict[str, list[tuple[int, int]]] = {
+    "jaw_and_nose": polyline(JAW) + polyline(NOSE_BRIDGE) + polyline(NOSE_BASE) + [(30, 33)],
+    "brows": polyline(RIGHT_BROW) + polyline(LEFT_BROW),
+    "eyes": polyline(RIGHT_EYE, closed=True) + polyline(LEFT_EYE, closed=True),
+    "outer_lips": polyline(OUTER_LIPS, closed=True),
+    "inner_lips": polyline(INNER_LIPS, closed=True),
+}
+NUM_CONTOUR_CHANNELS = len(CONTOUR_CHANNELS)
+LINE_WIDTH = 1.0  # px at 128 px: a line fades to 0 one pixel from its segment (anti-aliased)
+
+
+POINTS_PER_PIXEL = 4  # samples per pixel of segment length when lines are splatted
+
+
+def draw_lines(landmarks: Tensor, segments: list[tuple[int, int]], image_size: int, width: float) -> Tensor:
+    """B x S x S in [0, 1]: 1 - distance / width to the nearest point of the segments, 0 beyond.
+
+    The segments are sampled every 1/POINTS_PER_PIXEL px and each sample raises the pixels around
+    it (a max-splat): the cost follows the lines' length, not the image's area."""
+    index = torch.tensor(segments, device=landmarks.device)
+    a, b = landmarks[:, index[:, 0]].float(), landmarks[:, index[:, 1]].float()  # B x E x 2
+    samples = int((b - a).norm(dim=-1).max().item() * POINTS_PER_PIXEL) + 2
+    t = torch.linspace(0, 1, samples, device=landmarks.device).view(1, 1, -1, 1)
+    points = (a.unsqueeze(2) + t * (b - a).unsqueeze(2)).flatten(1, 2)  # B x N x 2
+    reach = int(width) + 1
+    offsets = torch.arange(-reach + 1, reach + 1, device=landmarks.device, dtype=torch.float32)
+    oy, ox = torch.meshgrid(offsets, offsets, indexing="ij")
+    pixels = points.floor().unsqueeze(2) + torch.stack([ox.flatten(), oy.flatten()], -1)  # B x N x O x 2
+    value = (1 - (pixels - points.unsqueeze(2)).norm(dim=-1) / width).clamp(0, 1)
+    inside = (pixels >= 0).all(-1) & (pixels <= image_size - 1).all(-1)
+    flat = (pixels[..., 1] * image_size + pixels[..., 0]).long().clamp(0, image_size * image_size - 1)
+    canvas = torch.zeros(len(landmarks), image_size * image_size, device=landmarks.device)
+    canvas.scatter_reduce_(1, flat.flatten(1), (value * inside).flatten(1), "amax")
+    return canvas.view(-1, image_size, image_size)
+
+
+def draw_contours(landmarks: Tensor, image_size: int) -> Tensor:
+    """B x NUM_CONTOUR_CHANNELS x S x S in [0, 1]: each part's contour as an anti-aliased line.
+    Landmarks are given at image_size px (B x 68 x 2)."""
+    width = LINE_WIDTH * image_size / 128
+    lines = [draw_lines(landmarks, segments, image_size, width) for segments in CONTOUR_CHANNELS.values()]
+    return torch.stack(lines, 1)

@@ -1,0 +1,140 @@
+"""Where the renderer redraws a face: the parts an expression changes, as masks from landmarks.
+
+Training (landmark-guided masked reconstruction) blanks random parts of real faces and asks the
+renderer to draw them back from the face's landmarks and AUs: the mouth with its lips and a margin,
+an eye with its lids, the band between a brow and its upper lid, soft blobs on the cheeks and jaw.
+These are the regions an expression reveals or hides (teeth, the mouth's inside, lid skin, folds).
+All masks are B x 1 x S x S, 1 where the renderer draws; landmarks are B x 68 x 2 pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .flow import flow_stretch, polygon_coverage
+from .landmark_guides import JAW, LEFT_BROW, LEFT_EYE, OUTER_LIPS, RIGHT_BROW, RIGHT_EYE
+
+MOUTH_MARGINS = (2, 7)  # px at 128 px: the lips' polygon is widened by a random margin in this range (training)
+EYE_MARGIN = 3  # px at 128 px: beyond the eye's opening, the lids' skin
+LID_HEIGHT = 2.2  # an eye's region is its opening stretched vertically by this factor about its centre: the lids
+BLOB_RADII = (5.0, 12.0)  # px at 128 px: cheek and jaw blobs (folds, dimples, a raised cheek)
+# How often each part is blanked in a training sample (independently; at least one part per sample).
+PART_RATES = {"mouth": 0.6, "eyes": 0.3, "brows": 0.3, "blob": 0.3}
+
+
+def dilate(mask: Tensor, radius: int) -> Tensor:
+    """The mask grown by radius px (a square structuring element)."""
+    return nn.functional.max_pool2d(mask, 2 * radius + 1, 1, radius) if radius > 0 else mask
+
+
+def polygon_mask(points: Tensor, image_size: int) -> Tensor:
+    """1 inside the closed polygon (B x P x 2 pixels), 0 outside (pixel centres tested)."""
+    return polygon_coverage(points, image_size)
+
+
+def mouth_mask(landmarks: Tensor, image_size: int, margin: float) -> Tensor:
+    """The outer lip polygon widened by margin px (at 128 px)."""
+    return dilate(polygon_mask(landmarks[:, OUTER_LIPS], image_size), round(margin * image_size / 128))
+
+
+def eye_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
+    """Each eye's opening stretched to cover its lids (LID_HEIGHT) and widened by EYE_MARGIN px."""
+    masks = []
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        points = landmarks[:, eye]
+        centre = points.mean(1, keepdim=True)
+        stretched = centre + (points - centre) * torch.tensor([1.15, LID_HEIGHT], device=points.device)
+        masks.append(dilate(polygon_mask(stretched, image_size), round(EYE_MARGIN * image_size / 128)))
+    return masks[0], masks[1]
+
+
+def brow_band_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
+    """Each brow with the skin between it and the upper lid (what a raised brow uncovers)."""
+    margin = round(2 * image_size / 128)
+    right = torch.cat([landmarks[:, RIGHT_BROW], landmarks[:, [39, 38, 37, 36]]], 1)
+    left = torch.cat([landmarks[:, LEFT_BROW], landmarks[:, [45, 44, 43, 42]]], 1)
+    return dilate(polygon_mask(right, image_size), margin), dilate(polygon_mask(left, image_size), margin)
+
+
+def blob_mask(centres: Tensor, radii: Tensor, image_size: int) -> Tensor:
+    """Disks (B x 2 centres, B radii, pixels) with a 1-px soft rim."""
+    pixels = torch.arange(image_size, device=centres.device, dtype=torch.float32)
+    y, x = pixels.view(1, -1, 1), pixels.view(1, 1, -1)
+    distance = ((x - centres[:, 0, None, None]) ** 2 + (y - centres[:, 1, None, None]) ** 2).sqrt()
+    return (radii.view(-1, 1, 1) + 0.5 - distance).clamp(0, 1).unsqueeze(1)
+
+
+def cheek_points(landmarks: Tensor, weights: Tensor) -> Tensor:
+    """Points between a jaw landmark (2..14) and the nose tip (30): cheeks, folds and jaw.
+    weights: B x 2 in [0, 1), which jaw landmark and how far towards the nose."""
+    jaw = landmarks[:, JAW[2:15]]
+    index = (weights[:, 0] * jaw.shape[1]).long().clamp(max=jaw.shape[1] - 1)
+    edge = jaw[torch.arange(len(jaw)), index]
+    return edge + (landmarks[:, 30] - edge) * (0.15 + 0.6 * weights[:, 1:2])
+
+
+def training_masks(landmarks: Tensor, image_size: int, generator: torch.Generator) -> Tensor:
+    """A random mask per face for masked reconstruction: each part of PART_RATES blanked
+    independently (at least one per face), the mouth with a random margin in MOUTH_MARGINS."""
+    b, device = landmarks.shape[0], landmarks.device
+
+    def uniform(*shape: int) -> Tensor:
+        return torch.rand(*shape, generator=generator, device=generator.device).to(device)
+
+    chosen = {part: uniform(b) < rate for part, rate in PART_RATES.items()}
+    nothing = ~torch.stack(list(chosen.values())).any(0)
+    chosen["mouth"] = chosen["mouth"] | nothing
+    low, high = MOUTH_MARGINS
+    margins = (low + uniform(b) * (high - low + 1)).floor().clamp(max=high)
+    mouth = torch.cat([mouth_mask(landmarks[i : i + 1], image_size, float(m)) for i, m in enumerate(margins)])
+    side = uniform(b, 2) < 0.5  # eyes and brows: one side or both
+    both = uniform(b) < 0.5
+    left_eye, right_eye = eye_masks(landmarks, image_size)
+    left_brow, right_brow = brow_band_masks(landmarks, image_size)
+
+    def one_or_both(first: Tensor, second: Tensor, pick: Tensor) -> Tensor:
+        pick_first = (pick | both).view(-1, 1, 1, 1)
+        pick_second = (~pick | both).view(-1, 1, 1, 1)
+        return torch.maximum(first * pick_first, second * pick_second)
+
+    eyes = one_or_both(left_eye, right_eye, side[:, 0])
+    brows = one_or_both(left_brow, right_brow, side[:, 1])
+    scale = image_size / 128
+    radii = (BLOB_RADII[0] + uniform(b) * (BLOB_RADII[1] - BLOB_RADII[0])) * scale
+    blob = blob_mask(cheek_points(landmarks.float(), uniform(b, 2)), radii, image_size)
+    parts = {"mouth": mouth, "eyes": eyes, "brows": brows, "blob": blob}
+    mask = torch.zeros(b, 1, image_size, image_size, device=device)
+    for part, region in parts.items():
+        mask = torch.maximum(mask, region * chosen[part].view(-1, 1, 1, 1))
+    return mask
+
+
+MOVED = 0.5  # px at 128 px: a part whose landmarks move less than this is left as the warp made it
+STRETCHED = 0.25  # the warp magnifies the input by a third or more there: it smears, the renderer redraws
+
+
+def edit_mask(landmarks: Tensor, moves: Tensor, flow: Tensor, image_size: int) -> Tensor:
+    """Where the Renderer redraws an edit: each part the edit moves (the mouth with its lips, an eye
+    with its lids, a brow with the skin down to its lid), where it was and where it goes, and
+    wherever the flow stretches the face by more than STRETCHED. An edit that moves nothing gives
+    an empty mask, so the Renderer changes nothing."""
+    target = landmarks + moves
+    scale = image_size / 128
+    distance = moves.norm(dim=-1) / scale  # B x 68, px at 128 px
+
+    def moved(points: list[int]) -> Tensor:
+        return (distance[:, points].amax(1) > MOVED).float().view(-1, 1, 1, 1)
+
+    mask = moved(OUTER_LIPS + list(range(60, 68))) * torch.maximum(
+        mouth_mask(landmarks, image_size, 3.0), mouth_mask(target, image_size, 3.0)
+    )
+    for eye, brow, masks_of in ((RIGHT_EYE, RIGHT_BROW, 0), (LEFT_EYE, LEFT_BROW, 1)):
+        eyes = torch.maximum(eye_masks(landmarks, image_size)[masks_of], eye_masks(target, image_size)[masks_of])
+        brows = torch.maximum(brow_band_masks(landmarks, image_size)[masks_of],
+                              brow_band_masks(target, image_size)[masks_of])  # fmt: skip
+        mask = torch.maximum(mask, moved(eye) * eyes)
+        mask = torch.maximum(mask, moved(brow) * brows)
+    stretched = (flow_stretch(flow.float(), image_size) > STRETCHED).float()
+    stretched = nn.functional.interpolate(stretched, size=(image_size, image_size), mode="nearest")
+    return torch.maximum(mask, dilate(stretched, round(2 * scale)))
