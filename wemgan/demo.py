@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
+import inspect
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -29,7 +32,7 @@ import numpy as np
 from gradio.data_classes import FileData
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from wemgan.aus import AU_NAMES, EXPRESSIONS
+from wemgan.aus import AU_NAMES, EXPRESSIONS, canonical_au_name
 from wemgan.data import synthetic
 from wemgan.export import data_licence
 from wemgan.faces import FaceNotFoundError, FacesExtraMissingError, uint8_image
@@ -50,6 +53,8 @@ MAX_CACHED_PIXELS = 60_000_000  # ... and their pixels in all (float32 RGB: abou
 RESULT_FILE_SECONDS = 3600  # our GIF/MP4/PNG results are swept out after an hour (gradio keeps its copies)
 LIVE_FILE_SECONDS = 120  # the live sliders' JPEGs: gradio copies each at once, ours only need to outlive that
 LIVE_JPEG_QUALITY = 95
+ERROR_NOTE = "wemgan-error"  # the CSS class of a note that says why a photo cannot be used
+GONE = "is no longer on the server (its temporary copy was removed): upload it again, or reload the page."
 PHOTOS = Path(__file__).resolve().parent / "data" / "photos"  # public-domain portraits, see NOTICE.md there
 EXAMPLE_IDENTITIES = (212, 201, 203, 211)  # seeds of docs/synthfacs.png: varied, clearly readable faces
 CHART_COLORS = {"source": (90, 120, 200), "reference": (230, 150, 40), "result": (60, 170, 90)}
@@ -75,11 +80,60 @@ def load_model(source: str) -> tuple[WEMGAN | None, str]:
         return None, f"The model `{name}` was never trained; its edits would be noise, so none are shown."
     info = model.provenance
     _, data = data_licence(str(info.get("dataset", "unknown data")))
-    if model.generator.prior_only:  # the GAN's steps made none of its edits: say what does
-        made = "edits by the landmark motion of real faces (no adversarially trained part)"
-    else:
-        made = f"{info.get('steps', 'an unknown number of')} training steps"
+    made = describe(model)
     return model, f"Model: `{name}`, {made}. {data}"
+
+
+def describe(model: WEMGAN) -> str:
+    """What makes the model's edits, in a visitor's words."""
+    if model.editor is None:  # the paper's generator
+        return f"the paper's generator, {model.provenance.get('steps', 'an unknown number of')} training steps"
+    if model.renderer is None:
+        return "edits by the landmark motion of real faces (no adversarially trained part)"
+    steps = model.provenance.get("renderer", {}).get("steps", "an unknown number of")
+    return f"edits by the landmark motion of real faces, drawn by a renderer trained {steps} steps"
+
+
+MODEL_CARD_ID = "model-card"  # the page's section with the card of a model folder
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    link: str  # the card's address: a Hub page, or the page's own section
+    text: str | None  # the card (README.md) of a model folder, without its metadata; None for a Hub id
+
+
+def model_card(source: str) -> ModelCard | None:
+    """Where the card of the model `load_model(source)` read is: its folder's README.md, or its Hub page."""
+    local = Path(source)
+    if local.exists() or local.is_absolute() or source.startswith("."):
+        readme = local / "README.md"
+        if not readme.is_file():
+            return None
+        text = readme.read_text(encoding="utf-8")
+        if text.startswith("---"):  # YAML metadata for the Hub, not for readers
+            text = text.split("\n---", 1)[-1].lstrip("-").lstrip()
+        return ModelCard(f"#{MODEL_CARD_ID}", text)
+    return ModelCard(f"https://huggingface.co/{source}", None)
+
+
+def licence_line(status: str, card: ModelCard | None = None) -> str:
+    """One short line under the title: the model, the terms it may be used under, a link to its card.
+
+    status: load_model's line, whose sentence about the training data gives the terms.
+    """
+    name = re.search(r"`([^`]+)`", status)
+    lowered = status.lower()
+    if "non-commercial" in lowered:
+        terms = "**non-commercial research use only**"
+    elif "no real person is depicted" in lowered:
+        terms = "trained on synthetic faces only"
+    else:
+        terms = "check the licence of its training data before use"
+    parts = [f"Model `{name.group(1)}`" if name else "Model", terms]
+    if card is not None:
+        parts.append(f"[model card]({card.link})")
+    return " · ".join(parts)
 
 
 # ------------------------------------------------------------------- errors
@@ -90,6 +144,8 @@ def readable(error: Exception, what: str = "the photo") -> str:
             f"No face was found in {what}. Use a photo where a face looks roughly at the camera "
             "and is not too small, or upload a crop of the face."
         )
+    if isinstance(error, FileNotFoundError):  # gone since it was uploaded: a temp cleaner, a cache sweep
+        return f"{_sentence(what)} {GONE}"
     if isinstance(error, FacesExtraMissingError):
         return "This server cannot search photos for faces (dlib is not installed); upload a crop of the face."
     if isinstance(error, ImageTooLargeError | Image.DecompressionBombError):
@@ -114,6 +170,21 @@ def visitor_error(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
+def warn_instead(fn: Callable[..., Any], outputs: int = 1) -> Callable[..., Any]:
+    """fn for an event whose outputs are controls (sliders, the live result): a visitor error becomes a
+    warning toast and the outputs stay as they are, instead of an "Error" badge on each of them."""
+
+    @functools.wraps(fn)
+    def warned(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except gr.Error as error:
+            gr.Warning(error.message)
+            return gr.skip() if outputs == 1 else [gr.skip()] * outputs
+
+    return warned
+
+
 @contextlib.contextmanager
 def visitor_errors(what: str = "the photo") -> Iterator[None]:
     """Turn input errors about `what` into visitor errors (a message, never a traceback)."""
@@ -130,27 +201,61 @@ def require(image: Any, what: str) -> Any:
 
 
 def Photo(label: str, **kwargs: Any) -> gr.Image:
-    """An image input that hands the file path on untouched and explains unreadable uploads.
+    """An image input whose events hand the file on untouched (give them `preprocess=False`).
 
-    gr.Image opens every upload with PIL before our code runs and reports a failure there as an
-    anonymous error; here it becomes a readable message. The path (not a decoded image) goes to
-    the model, which applies EXIF rotation, keeps the mode and guards against huge images.
+    gr.Image's own preprocessing opens every upload with PIL before our code runs and turns any
+    failure there (an unreadable file, a copy that a temp cleaner removed) into an anonymous
+    "Error". The app's events skip it (`preprocess=False`): `Demo` gets gradio's FileData and
+    reads the file itself, which explains bad files, restores removed example copies, applies
+    EXIF rotation, keeps the mode and guards against huge images.
     """
-    image = gr.Image(type="filepath", image_mode=None, format="png", label=label, **kwargs)
-    # Wrapped on the instance: a gr.Image subclass would make gradio write a .pyi stub next to this module.
-    image.preprocess = _explain_upload_errors(image.preprocess, f"the upload for '{label}'")
-    return image
+    return gr.Image(type="filepath", image_mode=None, format="png", label=label, **kwargs)
 
 
-def _explain_upload_errors(preprocess: Callable[[Any], Any], what: str) -> Callable[[Any], Any]:
-    @functools.wraps(preprocess)
-    def explained(payload: Any) -> Any:
-        try:
-            return preprocess(payload)
-        except (OSError, ValueError, Image.DecompressionBombError) as error:
-            raise visitor_error(readable(error, what)) from None
+FACE_PARAMETER = (
+    'which face: "1" (the largest), "2", ... as numbered on the photo (see the faces found), or "all" for every face'
+)
 
-    return explained
+
+def FaceChoice(**kwargs: Any) -> gr.Dropdown:
+    """The face picker of a group photo; the API describes its value as "1", "2", ... or "all".
+
+    Its choices change with each photo, so the API's type must not be the choices of the first
+    one (gradio would write Literal['1']).
+    """
+    dropdown = gr.Dropdown(face_choices(1), value="1", allow_custom_value=True, **kwargs)
+    dropdown.api_info = lambda: {"type": "string", "additional_description": FACE_PARAMETER}  # type: ignore[method-assign]
+    return dropdown
+
+
+def describe_api(blocks: gr.Blocks, endpoint: Any) -> None:
+    """Show each parameter of a gr.api endpoint with its description from the function's "Args:".
+
+    gradio derives only the types from the type hints: view_api would say `aus: dict(str, float)`
+    and nothing of what a partial dict means.
+    """
+    described = docstring_args(endpoint.fn)
+    names = list(inspect.signature(endpoint.fn).parameters)
+    for block_id, name in zip(endpoint["inputs"], names, strict=True):
+        component = blocks.blocks[block_id]
+        info = {**component.api_info(), "additional_description": described.get(name, "")}
+        component.api_info = lambda info=info: info  # type: ignore[method-assign]
+
+
+def docstring_args(fn: Callable[..., Any]) -> dict[str, str]:
+    """The parameters described under "Args:" in fn's docstring (a description may go on over indented lines)."""
+    described: dict[str, str] = {}
+    name = None
+    lines = (inspect.getdoc(fn) or "").splitlines()
+    for line in lines[lines.index("Args:") + 1 :] if "Args:" in lines else []:
+        if match := re.match(r"    (\w+): (.*)", line):
+            name = match[1]
+            described[name] = match[2].strip()
+        elif name and line.startswith("        "):
+            described[name] += " " + line.strip()
+        else:
+            break
+    return described
 
 
 # ------------------------------------------------------------------- faces
@@ -177,6 +282,19 @@ def face_choices(count: int) -> list[tuple[str, str]]:
     return [("Face 1 (largest)", "1"), *[(f"Face {n}", str(n)) for n in range(2, count + 1)], ("All faces", "all")]
 
 
+def _picker(overview: Image.Image | None, choices: list[tuple[str, str]], note: str, failed: bool = False) -> tuple:
+    """gradio updates of (overview picture, face dropdown, note); a failed photo's note is shown as an error."""
+    return (
+        gr.update(value=overview, visible=overview is not None),
+        gr.update(choices=choices, value="1", visible=len(choices) > 1),
+        gr.update(value=note, elem_classes=[ERROR_NOTE] if failed else []),
+    )
+
+
+def _failed(picker: tuple) -> bool:
+    return ERROR_NOTE in picker[2].get("elem_classes", [])
+
+
 def faces_overview(photo: PreparedPhoto, longest: int = OVERVIEW_SIDE) -> Image.Image:
     """The photo, shrunk, with each face's box and number (1 = largest) drawn on it."""
     image = shrink(Image.fromarray(uint8_image(photo.batch.pixels[0])), longest)
@@ -200,11 +318,14 @@ class PreparedPhotos:
     names uploads by their content's hash, so a path stands for one image (a file rewritten
     in place is prepared again; one that gradio's cache sweep deleted is still served from
     here). Bounded by count and pixels: at most MAX_CACHED_PHOTOS photos, MAX_CACHED_PIXELS in all.
+    A photo that cannot be used (no face, not an image) is remembered too, as its error: slider
+    moves on it do not search it for faces again.
     """
 
     def __init__(self, model: WEMGAN, photos: int = MAX_CACHED_PHOTOS, pixels: int = MAX_CACHED_PIXELS) -> None:
         self.model, self.photos, self.pixels = model, photos, pixels
         self._cache: OrderedDict[str, tuple[tuple[int, int] | None, PreparedPhoto]] = OrderedDict()
+        self._failed: OrderedDict[tuple[str, tuple[int, int]], Exception] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, path: str | Path) -> PreparedPhoto:
@@ -213,9 +334,19 @@ class PreparedPhotos:
             if key in self._cache and version in (None, self._cache[key][0]):
                 self._cache.move_to_end(key)
                 return self._cache[key][1]
+            failed = self._failed.get((key, version)) if version else None
+        if failed is not None:
+            raise failed
         if version is None:
-            raise FileNotFoundError(f"{Path(path).name} is no longer on the server; upload it again")
-        prepared = self.model.prepare(Path(path))  # outside the lock: other sessions' photos need not wait
+            raise FileNotFoundError(f"{Path(path).name} {GONE}")
+        try:
+            prepared = self.model.prepare(Path(path))  # outside the lock: other sessions' photos need not wait
+        except (ValueError, TypeError, OSError) as error:  # the input errors of `visitor_errors`
+            with self._lock:
+                self._failed[key, version] = error.with_traceback(None)
+                while len(self._failed) > self.photos:
+                    self._failed.popitem(last=False)
+            raise
         with self._lock:
             self._cache[key] = (version, prepared)
             self._cache.move_to_end(key)
@@ -263,8 +394,10 @@ class Demo:
     (1 = largest); see `face_choice`.
     """
 
-    def __init__(self, model: WEMGAN) -> None:
+    def __init__(self, model: WEMGAN, examples: dict[str, Path] | None = None) -> None:
+        """examples: the example photos the page offers (`example_photos`); a removed copy is written again."""
         self.model = model
+        self.examples = dict(examples or {})
         self.photos = PreparedPhotos(model)
         self.files = RecentFiles("wemgan-demo-")
         self.live_files = RecentFiles("wemgan-live-", max_age=LIVE_FILE_SECONDS)  # many, small, short-lived
@@ -286,20 +419,44 @@ class Demo:
         note = f"{count} faces found, numbered from the largest: pick one, or all of them."
         return faces_overview(prepared), face_choices(count), note
 
-    def face_picker(self, photo: Any) -> tuple[Any, Any, str]:
-        """Updates of the face picker (overview picture, face dropdown, note) for a new photo."""
-        overview, choices, note = self.find_faces(photo)
-        return (
-            gr.update(value=overview, visible=overview is not None),
-            gr.update(choices=choices, value="1", visible=len(choices) > 1),
-            note,
-        )
+    def face_picker(self, photo: Any) -> tuple[Any, Any, Any]:
+        """Updates of the face picker (overview picture, face dropdown, note) for a new photo.
+
+        A photo that cannot be used (no face, not an image, ...) is said in the note, the one
+        place the visitor looks after an upload: no toast, and no "Error" on every output.
+        Everything that belonged to the previous photo is cleared either way.
+        """
+        try:
+            overview, choices, note = self.find_faces(photo)
+        except gr.Error as error:
+            return _picker(None, face_choices(1), error.message, failed=True)
+        return _picker(overview, choices, note)
 
     def open_for_edit(self, photo: Any) -> tuple[Any, ...]:
-        """A new photo in the Edit tab: the face picker, the sliders at the largest face's AUs, no result."""
+        """A new photo in the Edit tab: the face picker, the sliders at the largest face's AUs, no result.
+
+        When the photo cannot be used the sliders keep their values (they stay usable), and
+        the note under the photo says why.
+        """
         picker = self.face_picker(photo)
-        sliders = [gr.skip()] * len(AU_NAMES) if photo is None else self.read_aus(photo)
+        sliders = [gr.skip()] * len(AU_NAMES)
+        if photo is not None and not _failed(picker):
+            try:
+                sliders = self.read_aus(photo)
+            except gr.Error as error:
+                picker = _picker(None, face_choices(1), error.message, failed=True)
         return (*picker, *sliders, None)
+
+    def restore_examples(self) -> None:
+        """Write again any example copy that was removed from the server (on each page load)."""
+        restore_examples(self.examples)
+
+    def example_row(self, row: Sequence[Any]) -> list[Any]:
+        """An example's values for the page: example names become their files' paths (written again if removed)."""
+        restore_examples(self.examples)  # a stat per example when nothing is missing
+        return [
+            str(self.examples[value]) if isinstance(value, str) and value in self.examples else value for value in row
+        ]
 
     # --------------------------------------------------------------------- transfer
     def transfer(self, photo: Any, reference: Any, strength: float, face: str = "1") -> tuple[Image.Image, Image.Image]:
@@ -309,8 +466,9 @@ class Demo:
         strength = self._strength(strength)
         # Read each face on its own first, so that an error names the photo it is about.
         prepared, which = self._photo(photo, face, "the photo to edit")
+        reference = self._prepared(reference, "the reference photo")
         with visitor_errors("the reference photo"):
-            target = self.model.estimate_aus(Path(reference))
+            target = self.model.estimate_aus(reference, faces=0)
         with visitor_errors("the photo to edit"):
             source = self.model.estimate_aus(prepared, faces=_one(which))
             result = self.model.edit(prepared, aus=target, strength=strength, faces=which)  # = edit(reference=...)
@@ -348,7 +506,7 @@ class Demo:
 
         Args:
             photo: the photo (a face crop or a photo with faces).
-            face: which face: its number, 1 = the largest.
+            face: which face: "1" (the largest), "2", ... as numbered on the photo.
         """
         path = _api_file(require(photo, "a photo"))
         if face_choice(face) == "all":
@@ -359,30 +517,21 @@ class Demo:
         return {name: round(value, 4) for name, value in aus.items()}
 
     def edit_aus_api(self, photo: FileData, aus: dict[str, float], face: str = "1", strength: float = 1.0) -> FileData:
-        """The photo with a face's Action Units set to `aus`: all 17, as estimate_aus returns them.
+        """The photo with some of a face's Action Units set: those named in `aus`; the others keep the face's own.
 
         Args:
             photo: the photo to edit.
-            aus: target intensity (0 to 1) of each of the 17 AUs, e.g. {"AU01": 0.1, ..., "AU45": 0.0}.
-            face: which face: its number (1 = the largest), or "all".
+            aus: target intensities (0 to 1) of the AUs to set, e.g. {"AU06": 0.6, "AU12": 0.8};
+                AUs not named keep the face's own value. Names: AU01, AU02, AU04, AU05, AU06, AU07,
+                AU09, AU10, AU12, AU14, AU15, AU17, AU20, AU23, AU25, AU26, AU45 (as /estimate_aus gives).
+            face: which face: "1" (the largest), "2", ... as numbered on the photo, or "all".
             strength: how far to go from the face's own expression to `aus`, 0 to 2 (1 = exactly).
         """
         path = _api_file(require(photo, "a photo"))
-        if not isinstance(aus, dict):
-            raise visitor_error(
-                f"aus must map AU names to values, e.g. {{'AU12': 0.8, ...}}; got {type(aus).__name__}."
-            )
-        missing = [name for name in AU_NAMES if name not in aus]
-        unknown = sorted(set(aus) - set(AU_NAMES))
-        if missing or unknown:
-            raise visitor_error(
-                f"aus must give all {len(AU_NAMES)} AUs ({', '.join(AU_NAMES)}); "
-                + (f"missing: {', '.join(missing)}" if missing else "")
-                + ("; " if missing and unknown else "")
-                + (f"unknown: {', '.join(unknown)}" if unknown else "")
-                + ". Read a face's AUs with /estimate_aus, change some, and send all of them back."
-            )
-        result = self._edit(path, face, aus, strength)
+        prepared, which = self._photo(path, face)  # the photo first: a bad file is reported as a bad file
+        strength, aus = self._strength(strength), check_aus(aus)
+        with visitor_errors():
+            result = displayable(self.model.edit(prepared, aus=aus, faces=which, strength=strength))
         output = self.files.new_folder() / "edited.png"
         result.save(output)
         return FileData(path=str(output))
@@ -404,8 +553,8 @@ class Demo:
         reference photo next to it is required; a reference given with anything else is an error).
         """
         require(photo, "a photo")
-        first = _endpoint("start", start, start_reference)
-        last = _endpoint("end", end, end_reference)
+        first = _endpoint("start", start, self._reference(start_reference, "start"))
+        last = _endpoint("end", end, self._reference(end_reference, "end"))
         if not isinstance(steps, int | float) or steps != int(steps) or not 2 <= steps <= MAX_APP_FRAMES:
             raise visitor_error(f"Frames must be a whole number from 2 to {MAX_APP_FRAMES}, got {steps!r}.")
         prepared, which = self._photo(photo, face)
@@ -422,9 +571,27 @@ class Demo:
         return str(gif), str(mp4) if mp4 else None, frame_strip(strip), note
 
     # ------------------------------------------------------------------- helpers
+    def _file(self, photo: Any, what: str = "the photo", must_exist: bool = False) -> Path:
+        """The server path of a photo as the events and the API hand it over (a path, or gradio's FileData).
+
+        A removed copy of an example photo is written again. must_exist: a removed upload is
+        refused (without it, PreparedPhotos may still hold the photo, read before it went).
+        """
+        path = _api_file(photo)
+        if not path.exists() and path.resolve() in {example.resolve() for example in self.examples.values()}:
+            log.warning("example copies were removed from the server; writing them again")
+            restore_examples(self.examples)
+        if must_exist and not path.exists():
+            raise visitor_error(f"{_sentence(what)} {GONE}")
+        return path
+
+    def _reference(self, photo: Any, side: str) -> Path | None:
+        return None if photo is None else self._file(photo, f"the reference photo for the {side}", must_exist=True)
+
     def _prepared(self, photo: Any, what: str = "the photo") -> PreparedPhoto:
+        path = self._file(photo, what)
         with visitor_errors(what):
-            return self.photos.get(photo)
+            return self.photos.get(path)
 
     def _photo(self, photo: Any, face: Any, what: str = "the photo") -> tuple[PreparedPhoto, str | int]:
         """The photo, prepared, and the visitor's face choice checked against the faces found in it."""
@@ -441,6 +608,36 @@ class Demo:
         prepared, which = self._photo(photo, face)
         with visitor_errors():
             return displayable(self.model.edit(prepared, aus=aus, faces=which, strength=strength))
+
+
+def check_aus(aus: Any) -> dict[str, float]:
+    """An API request's `aus`: some of the 17 AUs by name, each 0 to 1 (the library's partial dict).
+
+    Unknown names are refused with the list of valid ones; AUs not named keep the face's own value.
+    """
+    if not isinstance(aus, dict):
+        raise visitor_error(f'aus must map AU names to values, e.g. {{"AU12": 0.8}}; got {type(aus).__name__}.')
+    unknown = [name for name in aus if not _is_au_name(name)]
+    if unknown:
+        raise visitor_error(
+            f"Unknown AU name{'s' if len(unknown) > 1 else ''} in aus: {', '.join(map(repr, unknown))}. "
+            f"The {len(AU_NAMES)} valid names are {', '.join(AU_NAMES)}."
+        )
+    checked = {}
+    for name, value in aus.items():
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None or not 0 <= number <= 1:  # also NaN
+            raise visitor_error(f"aus[{name!r}] must be a number from 0 to 1, got {value!r}.")
+        checked[canonical_au_name(name)] = float(number)
+    return checked
+
+
+def _is_au_name(name: Any) -> bool:
+    try:
+        canonical_au_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _one(which: str | int) -> int:
@@ -514,10 +711,32 @@ def frame_strip(frames: Sequence[Image.Image], height: int = STRIP_HEIGHT) -> Im
 
 
 def write_gif(frames: Sequence[Image.Image], path: Path, seconds: float = FRAME_SECONDS) -> Path:
-    """A looping GIF that plays forth and back, so the change of expression reads both ways."""
-    loop = [frame.convert("RGB") for frame in [*frames, *frames[-2:0:-1]]]
-    loop[0].save(path, save_all=True, append_images=loop[1:], duration=round(seconds * 1000), loop=0)
+    """A looping GIF that plays forth and back, so the change of expression reads both ways.
+
+    All frames share one adaptive palette, made from all of them, and are dithered onto it:
+    a palette per frame without dithering (PIL's default) turns smooth skin into flat patches
+    of the nearest colours, and the palette changing between frames makes them flicker.
+    """
+    rgb = [frame.convert("RGB") for frame in frames]
+    palette = shared_palette(rgb)
+    indexed = [frame.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for frame in rgb]
+    loop = [*indexed, *indexed[-2:0:-1]]
+    loop[0].save(path, save_all=True, append_images=loop[1:], duration=round(seconds * 1000), loop=0, optimize=False)
     return path
+
+
+def shared_palette(frames: Sequence[Image.Image], colors: int = 256, step: int = 2) -> Image.Image:
+    """One palette (a "P" image) for all `frames`: octree quantisation of all of them, at 1/step size.
+
+    Measured on 8-frame animations of four portraits (dithered, 7x7 mean of the error on skin,
+    99th percentile): octree 1.3-4.7 grey levels, median cut 6.5-17 (it gives skin too few
+    shades), PIL's default per-frame palette 7.6-10.5; octree is also the fastest (~30 ms a frame).
+    """
+    width, height = max(1, frames[0].width // step), max(1, frames[0].height // step)
+    sample = Image.new("RGB", (width, height * len(frames)))
+    for index, frame in enumerate(frames):
+        sample.paste(frame.resize((width, height), Image.BILINEAR), (0, index * height))
+    return sample.quantize(colors, method=Image.Quantize.FASTOCTREE)
 
 
 def write_mp4(frames: Sequence[Image.Image], path: Path, seconds: float = FRAME_SECONDS) -> Path | None:
@@ -577,10 +796,26 @@ def example_photos(folder: Path | None = None) -> dict[str, Path]:
 
     "astronaut" (smiling), "grace_hopper" (calm) and "two_portraits" (both, side by side)
     ship with the package (data/photos, licences in its NOTICE.md); the SynthFACS faces of
-    `example_faces` are rendered into `folder` and are offered labelled as synthetic.
+    `example_faces` are rendered and are offered labelled as synthetic.
+    folder: where all of them are written (the app: inside gradio's folder, so that gradio
+    serves them as they are and `restore_examples` can write a removed one again); without
+    it the portraits are the package's files and the faces go to a temporary folder.
     """
     photos = {path.stem: path for path in sorted(PHOTOS.glob("*.jpg"))}
-    return photos | example_faces(folder)
+    if folder is None:
+        return photos | example_faces()
+    folder = Path(folder).resolve()
+    paths = {name: folder / path.name for name, path in photos.items()}
+    paths |= {name: folder / f"{name}.png" for name in EXAMPLE_FACES}
+    restore_examples(paths)
+    return paths
+
+
+EXAMPLE_FACES = {f"face-{seed}": (seed, "Neutral") for seed in EXAMPLE_IDENTITIES} | {
+    "happy-201": (201, "Happy"),
+    "surprise-211": (211, "Surprise"),
+    "anger-212": (212, "Anger"),
+}  # name: (SynthFACS identity, expression)
 
 
 def example_faces(folder: Path | None = None) -> dict[str, Path]:
@@ -589,11 +824,52 @@ def example_faces(folder: Path | None = None) -> dict[str, Path]:
     "face-N": identity N with a neutral face; "<expression>-N": identity N with a preset.
     """
     folder = Path(folder) if folder else _temporary_folder("wemgan-examples-")
-    folder.mkdir(parents=True, exist_ok=True)
-    wanted = {f"face-{seed}": (seed, "Neutral") for seed in EXAMPLE_IDENTITIES}
-    wanted |= {"happy-201": (201, "Happy"), "surprise-211": (211, "Surprise"), "anger-212": (212, "Anger")}
-    paths = {}
-    for name, (seed, expression) in wanted.items():
-        paths[name] = folder / f"{name}.png"
-        synthetic.render(seed, expression, size=256).save(paths[name])
+    paths = {name: folder / f"{name}.png" for name in EXAMPLE_FACES}
+    for path in paths.values():
+        path.unlink(missing_ok=True)
+    restore_examples(paths)
     return paths
+
+
+def restore_examples(paths: dict[str, Path]) -> list[str]:
+    """Write each example file of `paths` (as `example_photos` names them) that is missing; the names written.
+
+    A temp cleaner, or another gradio server sharing the folder, may remove the copies under
+    a running server; each is written to a temporary name and renamed, so no request sees half a file.
+    """
+    written = []
+    for name, path in paths.items():
+        if path.is_file():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+        if name in EXAMPLE_FACES:
+            synthetic.render(*EXAMPLE_FACES[name], size=256).save(partial, format="PNG")
+        else:
+            shutil.copyfile(PHOTOS / path.name, partial)
+        os.replace(partial, path)
+        written.append(name)
+    return written
+
+
+# ------------------------------------------------------------------ the server's files
+_GRADIO_FOLDER: list[Path] = []  # this process's own folder for gradio, once made
+
+
+def private_gradio_folder() -> Path:
+    """A folder of this server's own for gradio's uploads, results and example copies.
+
+    Gradio's default, <tmp>/gradio, is shared by every gradio server of the machine: one that
+    stops deletes its files there, which include the example copies the others serve, and
+    temp cleaners empty it. Call before the first component is made (gradio reads
+    GRADIO_TEMP_DIR then); one folder per process, inside GRADIO_TEMP_DIR when the operator
+    set one, deleted when the process ends.
+    """
+    if not _GRADIO_FOLDER or os.environ.get("GRADIO_TEMP_DIR") != str(_GRADIO_FOLDER[-1]):
+        parent = os.environ.get("GRADIO_TEMP_DIR")
+        if parent:
+            Path(parent).mkdir(parents=True, exist_ok=True)
+        _GRADIO_FOLDER.append(Path(tempfile.mkdtemp(prefix="wemgan-gradio-", dir=parent)).resolve())
+        os.environ["GRADIO_TEMP_DIR"] = str(_GRADIO_FOLDER[-1])
+        atexit.register(shutil.rmtree, _GRADIO_FOLDER[-1], ignore_errors=True)
+    return _GRADIO_FOLDER[-1]
