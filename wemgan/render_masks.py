@@ -110,15 +110,19 @@ def training_masks(landmarks: Tensor, image_size: int, generator: torch.Generato
     return mask
 
 
-MOVED = 0.5  # px at 128 px: a part whose landmarks move less than this is left as the warp made it
+MOVED = 1.5  # px at 128 px: lips or brows that move less than this keep what the warp made of them
+OPENED = 1.0  # px at 128 px: an eye whose lids open or close by less than this keeps what the warp made
 STRETCHED = 0.25  # the warp magnifies the input by a third or more there: it smears, the renderer redraws
+EYE_LIDS = {0: ([37, 38], [41, 40]), 1: ([43, 44], [47, 46])}  # (upper, lower) lid points of each eye
 
 
 def edit_mask(landmarks: Tensor, moves: Tensor, flow: Tensor, image_size: int) -> Tensor:
-    """Where the Renderer redraws an edit: each part the edit moves (the mouth with its lips, an eye
-    with its lids, a brow with the skin down to its lid), where it was and where it goes, and
-    wherever the flow stretches the face by more than STRETCHED. An edit that moves nothing gives
-    an empty mask, so the Renderer changes nothing."""
+    """Where the Renderer redraws an edit: what the edit reveals or reshapes, where it was and where
+    it goes: the mouth when its lips move by more than MOVED px, an eye with its lids when they open
+    or close by more than OPENED px (an eye that only shifts, as AU06 shifts it, is the warp's), a
+    brow's band down to its lid when the brow moves by more than MOVED px, and wherever the flow
+    stretches the face by more than STRETCHED. An edit that moves nothing gives an empty mask, so
+    the Renderer changes nothing."""
     target = landmarks + moves
     scale = image_size / 128
     distance = moves.norm(dim=-1) / scale  # B x 68, px at 128 px
@@ -126,14 +130,18 @@ def edit_mask(landmarks: Tensor, moves: Tensor, flow: Tensor, image_size: int) -
     def moved(points: list[int]) -> Tensor:
         return (distance[:, points].amax(1) > MOVED).float().view(-1, 1, 1, 1)
 
+    def opened(upper: list[int], lower: list[int]) -> Tensor:
+        change = (moves[:, lower] - moves[:, upper]).norm(dim=-1).amax(1) / scale  # how far the lids part or meet
+        return (change > OPENED).float().view(-1, 1, 1, 1)
+
     mask = moved(OUTER_LIPS + list(range(60, 68))) * torch.maximum(
         mouth_mask(landmarks, image_size, 3.0), mouth_mask(target, image_size, 3.0)
     )
-    for eye, brow, masks_of in ((RIGHT_EYE, RIGHT_BROW, 0), (LEFT_EYE, LEFT_BROW, 1)):
-        eyes = torch.maximum(eye_masks(landmarks, image_size)[masks_of], eye_masks(target, image_size)[masks_of])
-        brows = torch.maximum(brow_band_masks(landmarks, image_size)[masks_of],
-                              brow_band_masks(target, image_size)[masks_of])  # fmt: skip
-        mask = torch.maximum(mask, moved(eye) * eyes)
+    for side, brow in ((0, RIGHT_BROW), (1, LEFT_BROW)):
+        eyes = torch.maximum(eye_masks(landmarks, image_size)[side], eye_masks(target, image_size)[side])
+        brows = torch.maximum(brow_band_masks(landmarks, image_size)[side],
+                              brow_band_masks(target, image_size)[side])  # fmt: skip
+        mask = torch.maximum(mask, opened(*EYE_LIDS[side]) * eyes)
         mask = torch.maximum(mask, moved(brow) * brows)
     stretched = (flow_stretch(flow.float(), image_size) > STRETCHED).float()
     stretched = nn.functional.interpolate(stretched, size=(image_size, image_size), mode="nearest")
