@@ -145,8 +145,8 @@ def test_ablation_runner_trains_scores_and_tabulates_two_variants(tmp_path):
     configs = [
         json.loads((tmp_path / name / "hub" / "config.json").read_text()) for name in ("backbone", "plain_skips")
     ]
-    assert (configs[0]["skip_levels"], configs[0]["au_fusion"]) == (0, "single")
-    assert configs[1]["skip_kind"] == "plain"
+    assert (configs[0]["generator"]["skip_levels"], configs[0]["generator"]["au_fusion"]) == (0, "single")
+    assert configs[1]["generator"]["skip_kind"] == "plain"
     assert (tmp_path / "plain_skips" / "eval" / "pairs.json").read_text() == (tmp_path / "pairs.json").read_text()
 
 
