@@ -28,14 +28,9 @@ def dilate(mask: Tensor, radius: int) -> Tensor:
     return nn.functional.max_pool2d(mask, 2 * radius + 1, 1, radius) if radius > 0 else mask
 
 
-def polygon_mask(points: Tensor, image_size: int) -> Tensor:
-    """1 inside the closed polygon (B x P x 2 pixels), 0 outside (pixel centres tested)."""
-    return polygon_coverage(points, image_size)
-
-
 def mouth_mask(landmarks: Tensor, image_size: int, margin: float) -> Tensor:
     """The outer lip polygon widened by margin px (at 128 px)."""
-    return dilate(polygon_mask(landmarks[:, OUTER_LIPS], image_size), round(margin * image_size / 128))
+    return dilate(polygon_coverage(landmarks[:, OUTER_LIPS], image_size), round(margin * image_size / 128))
 
 
 def eye_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
@@ -45,7 +40,7 @@ def eye_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
         points = landmarks[:, eye]
         centre = points.mean(1, keepdim=True)
         stretched = centre + (points - centre) * torch.tensor([1.15, LID_HEIGHT], device=points.device)
-        masks.append(dilate(polygon_mask(stretched, image_size), round(EYE_MARGIN * image_size / 128)))
+        masks.append(dilate(polygon_coverage(stretched, image_size), round(EYE_MARGIN * image_size / 128)))
     return masks[0], masks[1]
 
 
@@ -54,7 +49,7 @@ def brow_band_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]
     margin = round(2 * image_size / 128)
     right = torch.cat([landmarks[:, RIGHT_BROW], landmarks[:, [39, 38, 37, 36]]], 1)
     left = torch.cat([landmarks[:, LEFT_BROW], landmarks[:, [45, 44, 43, 42]]], 1)
-    return dilate(polygon_mask(right, image_size), margin), dilate(polygon_mask(left, image_size), margin)
+    return dilate(polygon_coverage(right, image_size), margin), dilate(polygon_coverage(left, image_size), margin)
 
 
 def blob_mask(centres: Tensor, radii: Tensor, image_size: int) -> Tensor:
@@ -137,12 +132,14 @@ def edit_mask(landmarks: Tensor, moves: Tensor, flow: Tensor, image_size: int) -
     mask = moved(OUTER_LIPS + list(range(60, 68))) * torch.maximum(
         mouth_mask(landmarks, image_size, 3.0), mouth_mask(target, image_size, 3.0)
     )
+    # Where each part was and where it goes, both eyes and both brows at once.
+    eyes = [torch.maximum(a, b) for a, b in zip(eye_masks(landmarks, image_size), eye_masks(target, image_size),
+                                                strict=True)]  # fmt: skip
+    brows = [torch.maximum(a, b) for a, b in zip(brow_band_masks(landmarks, image_size),
+                                                 brow_band_masks(target, image_size), strict=True)]  # fmt: skip
     for side, brow in ((0, RIGHT_BROW), (1, LEFT_BROW)):
-        eyes = torch.maximum(eye_masks(landmarks, image_size)[side], eye_masks(target, image_size)[side])
-        brows = torch.maximum(brow_band_masks(landmarks, image_size)[side],
-                              brow_band_masks(target, image_size)[side])  # fmt: skip
-        mask = torch.maximum(mask, opened(*EYE_LIDS[side]) * eyes)
-        mask = torch.maximum(mask, moved(brow) * brows)
+        mask = torch.maximum(mask, opened(*EYE_LIDS[side]) * eyes[side])
+        mask = torch.maximum(mask, moved(brow) * brows[side])
     stretched = (flow_stretch(flow.float(), image_size) > STRETCHED).float()
     stretched = nn.functional.interpolate(stretched, size=(image_size, image_size), mode="nearest")
     return torch.maximum(mask, dilate(stretched, round(2 * scale)))
