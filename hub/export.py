@@ -151,7 +151,7 @@ def load_renderer(folder: Path) -> tuple[dict, dict, dict]:
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
         raise SystemExit(f"{folder} holds no renderer (model.safetensors + config.json from --objective render)")
     record = json.loads((folder / "config.json").read_text())
-    config = {key: record["config"][key] for key in ("base_channels", "max_channels", "skip_levels", "upsample")}
+    config = dict(record["config"])  # RendererConfig fields; WEMGAN validates them
     return config, safetensors.torch.load_file(folder / "model.safetensors"), record
 
 

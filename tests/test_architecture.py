@@ -20,8 +20,9 @@ from test_landmark_motion import drawn_face_landmarks
 from wemgan import WEMGAN
 from wemgan.config import EditorConfig, GeneratorConfig, ModelConfig, RendererConfig
 from wemgan.generator import Generator
-from wemgan.render_masks import edit_mask, training_masks
-from wemgan.renderer import Renderer
+from wemgan.part_windows import crop, nearest_part, paste_add, window_corners
+from wemgan.render_masks import edit_mask, training_masks, window_training_masks
+from wemgan.renderer import PartRenderer, Renderer
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "wemgan"
@@ -205,6 +206,47 @@ def test_the_renderer_changes_nothing_outside_its_mask_and_nothing_for_an_empty_
         renderer(x, hard[:, :, :64], landmarks, aus)
 
 
+def test_windows_are_cut_and_pasted_back_exactly_and_each_pixel_has_one_part():
+    landmarks = drawn_face_landmarks().expand(2, -1, -1).clone()
+    landmarks[1] += 30  # a face near the corner: its windows stay inside the image
+    corners = window_corners(landmarks, 64, 128)
+    assert corners.shape == (2, 3, 2) and corners.min() >= 0 and corners.max() <= 64
+    x = torch.rand(2, 3, 128, 128)
+    samples = torch.tensor([0, 1])
+    windows = crop(x, samples, corners[:, 0], 64)
+    x0, y0 = corners[1, 0].tolist()
+    assert torch.equal(windows[1], x[1, :, y0 : y0 + 64, x0 : x0 + 64])
+    pasted = paste_add(torch.zeros_like(x), windows, samples, corners[:, 0])
+    assert torch.equal(pasted[1, :, y0 : y0 + 64, x0 : x0 + 64], windows[1])
+    assert torch.isclose(pasted[1].sum(), windows[1].sum())  # and nothing outside the window
+    owners = nearest_part(landmarks, 128)
+    assert owners.shape == (2, 3, 128, 128) and bool((owners.sum(1) >= 1).all())
+    mask, parts = window_training_masks(landmarks, 128, 64, torch.Generator().manual_seed(0))
+    for i, part in enumerate(parts.tolist()):
+        x0, y0 = corners[i, part].tolist()
+        inside = mask[i, 0, y0 : y0 + 64, x0 : x0 + 64].sum()
+        assert mask[i].sum() > 50 and torch.isclose(inside, mask[i].sum())  # one part, inside its window
+
+
+def test_the_part_renderer_draws_only_its_mask_inside_its_windows():
+    torch.manual_seed(0)
+    renderer = PartRenderer(RendererConfig(base_channels=8, max_channels=16, window=64)).eval()
+    landmarks = drawn_face_landmarks().expand(2, -1, -1).clone()
+    x, aus = torch.rand(2, 3, 128, 128) * 2 - 1, torch.rand(2, 17)
+    assert torch.equal(renderer(x, torch.zeros(2, 1, 128, 128), landmarks, aus), x)
+    mask = torch.zeros(2, 1, 128, 128)
+    mask[0, :, 80:100, 50:80] = 1  # around the mouth
+    mask[:, :, 2:6, 2:6] = 1  # a corner no window reaches: left as it is
+    out = renderer(x, mask, landmarks, aus)
+    assert torch.equal(out[:, :, 2:6, 2:6], x[:, :, 2:6, 2:6]) and torch.equal(out[1], x[1])
+    assert torch.equal(out * (1 - mask), x * (1 - mask))
+    assert not torch.equal(out[0, :, 80:100, 50:80], x[0, :, 80:100, 50:80])
+    with pytest.raises(ValueError, match="window"):
+        RendererConfig(window=48).validate()
+    with pytest.raises(ValueError, match="window"):
+        PartRenderer(RendererConfig())
+
+
 def test_the_edit_mask_covers_what_moves_and_nothing_when_nothing_moves():
     landmarks = drawn_face_landmarks()
     moves = torch.zeros_like(landmarks)
@@ -224,5 +266,12 @@ def test_an_editor_with_a_renderer_round_trips_and_keeps_no_change_exact(tmp_pat
     loaded = WEMGAN.from_pretrained(tmp_path)
     assert loaded.model_config.kind == "editor+renderer"
     assert "gan" not in WEMGAN(editor={}).model_config.kind
+    assert np.array_equal(np.asarray(loaded.edit(face_crop, delta={"AU12": 0.0})), np.asarray(face_crop))
+    assert loaded.edit(face_crop, delta={"AU12": 1.0, "AU25": 1.0}).size == (128, 128)
+    windowed = WEMGAN(editor={"appearance": False}, renderer={"base_channels": 8, "max_channels": 16, "window": 64},
+                      estimator={"channels": 8, "max_channels": 16})  # fmt: skip
+    windowed.save_pretrained(tmp_path / "windowed")
+    loaded = WEMGAN.from_pretrained(tmp_path / "windowed")
+    assert isinstance(loaded.renderer, PartRenderer) and loaded.model_config.renderer.window == 64
     assert np.array_equal(np.asarray(loaded.edit(face_crop, delta={"AU12": 0.0})), np.asarray(face_crop))
     assert loaded.edit(face_crop, delta={"AU12": 1.0, "AU25": 1.0}).size == (128, 128)

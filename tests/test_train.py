@@ -18,7 +18,7 @@ import train_accelerate as ta
 from wemgan import WEMGAN
 from wemgan.config import RendererConfig
 from wemgan.export import list_checkpoints
-from wemgan.renderer import Renderer
+from wemgan.renderer import PartRenderer, Renderer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -72,6 +72,7 @@ def test_paper_defaults_and_presets():
         (["--objective", "paint"], "--objective: invalid choice"),
         (["--base_channels", "64", "--max_channels", "32"], "base_channels <= max_channels"),  # wemgan.config's rule
         (["--objective", "render", "--landmark_regressor", "hub/default", "--max_channels", "4"], "base_channels"),
+        (["--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "48"], "window"),
     ],
 )
 def test_bad_arguments_stop_with_a_message(argv, message, capsys):
@@ -89,6 +90,10 @@ def test_render_arguments_make_a_renderer_config():
     assert isinstance(nets["renderer"], Renderer) and nets["renderer"].generator.skip_depths == (1, 2, 3, 4)
     with_critics = ta.build_networks(ta.parse_args([*TINY, "--objective", "render", "--landmark_regressor", "x"]))
     assert set(with_critics) == {"renderer", "image_critic", "high_frequency_critic"}
+    windowed = ta.build_networks(ta.parse_args([*TINY, "--objective", "render", "--landmark_regressor", "x",
+                                                "--render_window", "64"]))  # fmt: skip
+    assert isinstance(windowed["renderer"], PartRenderer)
+    assert windowed["image_critic"].image_size == windowed["high_frequency_critic"].image_size == 64
 
 
 def test_checkpoint_listing_ignores_incomplete_ones(tmp_path):
@@ -229,7 +234,7 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     train(out, *render, "--max_train_steps", "2", "--sample_steps", "2")
     record = json.loads((out / "renderer" / "config.json").read_text())
     assert record["steps"] == 2 and record["dataset"] == "synthfacs" and "--objective render" in record["command"]
-    assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize")
+    assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize", window=0)
     assert record["image_size"] == 128
     renderer = Renderer(RendererConfig(**record["config"]))
     renderer.load_state_dict(load_file(out / "renderer" / "model.safetensors"))  # strict: the whole Renderer
@@ -278,3 +283,20 @@ def test_render_objective_without_critics(tmp_path):
     assert {"r/loss", "r/rec", "r/high_frequency"} <= set(logged[0])
     assert "r/adversarial" not in logged[0] and not any(k.startswith("d_") for k in logged[0])
     assert (out / "renderer" / "model.safetensors").is_file()
+
+
+def test_a_windowed_renderer_trains_on_its_windows_and_composes(tmp_path):
+    out = tmp_path / "windows"
+    train(out, "--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "64",
+          "--max_train_steps", "2")  # fmt: skip
+    record = json.loads((out / "renderer" / "config.json").read_text())
+    assert record["config"]["window"] == 64 and record["image_size"] == 128
+    logged = metrics(out)
+    assert {"r/rec", "r/adversarial", "d_image/gp", "d_high/gp"} <= set(logged[0])  # critics on 64-px windows
+    subprocess.run(
+        [sys.executable, "hub/export.py", "--editor", "--regressor", "hub/default", "--estimator", "hub/default",
+         "--renderer", str(out / "renderer"), "--out", str(tmp_path / "composed")],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    composed = WEMGAN.from_pretrained(tmp_path / "composed")
+    assert isinstance(composed.renderer, PartRenderer) and composed.renderer.renderer.image_size == 64

@@ -63,10 +63,14 @@ class RendererConfig:
     max_channels: int = 128  # cap on the generator's width (paper: 512)
     skip_levels: int = 3  # DIT skips, as the paper's generator
     upsample: str = "resize"  # "resize" (no checkerboard) or the paper's "transposed"
+    window: int = 0  # 0: draws on the whole face; else the side (px) of its windows around the mouth and eyes
 
     def validate(self, image_size: int = 128) -> RendererConfig:
+        if self.window and not (self.window < image_size and self.window % SIZE_MULTIPLE == 0):
+            raise ValueError(f"window must be 0 (the whole face) or a multiple of {SIZE_MULTIPLE} below the image "
+                             f"size {image_size}, got {self.window}")  # fmt: skip
         GeneratorConfig(self.base_channels, self.max_channels, self.skip_levels, upsample=self.upsample).validate(
-            image_size
+            self.window or image_size
         )
         return self
 

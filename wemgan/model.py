@@ -40,7 +40,7 @@ from .flow import warp
 from .generator import Generator
 from .legacy import is_legacy, legacy_model
 from .render_masks import edit_mask
-from .renderer import Renderer
+from .renderer import PartRenderer, Renderer
 
 PAPER_URL = "https://arxiv.org/abs/2412.02530"
 REPO_URL = "https://github.com/wemgan/wemgan"
@@ -115,7 +115,8 @@ class WEMGAN(
         if config.editor is not None:
             self.editor = LandmarkEditor(**asdict(config.editor), image_size=image_size)
         if config.renderer is not None:
-            self.renderer = Renderer(config.renderer, NUM_AUS, image_size)
+            renderer_class = PartRenderer if config.renderer.window else Renderer
+            self.renderer = renderer_class(config.renderer, NUM_AUS, image_size)
         est = config.estimator
         self.au_estimator = AUEstimator(NUM_AUS, est.channels, est.max_channels, est.calibration_knots)
         # config.json: the parts this model has, not every constructor argument's default.

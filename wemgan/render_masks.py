@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from .flow import flow_stretch, polygon_coverage
 from .landmark_guides import JAW, LEFT_BROW, LEFT_EYE, OUTER_LIPS, RIGHT_BROW, RIGHT_EYE
+from .part_windows import window_corners
 
 MOUTH_MARGINS = (2, 7)  # px at 128 px: the lips' polygon is widened by a random margin in this range (training)
 EYE_MARGIN = 3  # px at 128 px: beyond the eye's opening, the lids' skin
@@ -103,6 +104,38 @@ def training_masks(landmarks: Tensor, image_size: int, generator: torch.Generato
     for part, region in parts.items():
         mask = torch.maximum(mask, region * chosen[part].view(-1, 1, 1, 1))
     return mask
+
+
+WINDOW_PART_RATES = (0.5, 0.25, 0.25)  # part_windows.PARTS: mouth, right eye, left eye
+
+
+def window_training_masks(
+    landmarks: Tensor, image_size: int, window: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """A random mask per face for a windowed renderer (renderer.PartRenderer): one part per face,
+    chosen by WINDOW_PART_RATES; the mouth with a random margin in MOUTH_MARGINS, an eye with its
+    lids, its brow band, or both. Returns the masks (cut to the part's window) and each face's part
+    index (B), so that the critics can judge that window."""
+    b, device = landmarks.shape[0], landmarks.device
+
+    def uniform(*shape: int) -> Tensor:
+        return torch.rand(*shape, generator=generator, device=generator.device).to(device)
+
+    bounds = torch.tensor(WINDOW_PART_RATES, device=device).cumsum(0)[:-1]
+    parts = (uniform(b, 1) >= bounds).sum(1)  # B part indices drawn with WINDOW_PART_RATES
+    low, high = MOUTH_MARGINS
+    margins = (low + uniform(b) * (high - low + 1)).floor().clamp(max=high)
+    mouth = torch.cat([mouth_mask(landmarks[i : i + 1], image_size, float(m)) for i, m in enumerate(margins)])
+    which = (uniform(b) * 3).floor().view(-1, 1, 1, 1)  # 0: the eye, 1: its brow band, 2: both
+    eyes, brows = eye_masks(landmarks, image_size), brow_band_masks(landmarks, image_size)
+    sides = [torch.maximum(eye * (which != 1), brow * (which != 0)) for eye, brow in zip(eyes, brows, strict=True)]
+    candidates = torch.stack([mouth, *sides], 1)  # B x P x 1 x S x S
+    mask = candidates[torch.arange(b, device=device), parts]
+    corners = window_corners(landmarks, window, image_size)[torch.arange(b, device=device), parts]
+    inside = torch.zeros_like(mask)
+    for i, (x0, y0) in enumerate(corners.tolist()):
+        inside[i, :, y0 : y0 + window, x0 : x0 + window] = 1
+    return mask * inside, parts
 
 
 MOVED = 1.5  # px at 128 px: lips or brows that move less than this keep what the warp made of them

@@ -8,9 +8,14 @@ the masked face, the mask and the target landmarks drawn as contours; the AUs en
 bottleneck as in the paper. It learns by masked reconstruction of real faces (nothing to fool):
     out = x (1 - M) + G([x (1 - M), M, contours(L)], u) M
 so the pixels outside M are the input's own, and an empty mask is no change at all.
+
+PartRenderer is the windowed variant: the same Renderer, at a window's size, drawing the mask
+inside a window around the mouth and each eye (wemgan.part_windows), at the face's resolution.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +23,7 @@ from torch import Tensor, nn
 from .config import RendererConfig
 from .generator import Generator
 from .landmark_guides import NUM_CONTOUR_CHANNELS, draw_contours
+from .part_windows import crop, nearest_part, paste_add, window_corners
 
 
 class Renderer(nn.Module):
@@ -51,3 +57,48 @@ class Renderer(nn.Module):
         guide = torch.cat([mask, draw_contours(landmarks, x.shape[-1]).to(x.dtype)], 1)
         drawn = self.generator(kept, aus, guide=guide)
         return kept + mask * drawn
+
+
+class PartRenderer(nn.Module):
+    """PartRenderer(x, mask, landmarks, aus) -> x with the masked pixels near the mouth and the
+    eyes drawn; the same call as Renderer's.
+
+    A Renderer at config.window px draws each (face, part) window whose mask is not empty, all in
+    one batch; each pixel belongs to its nearest part, so overlapping windows never draw it twice.
+    Masked pixels outside every window (a stretched cheek) are left as the input has them.
+
+    Args:
+        config: the windowed renderer's configuration (wemgan.config.RendererConfig, window > 0).
+        num_aus: length of the AU vector (17 OpenFace AUs), the expression to draw.
+        image_size: side of the square face crops (paper: 128).
+    """
+
+    def __init__(self, config: RendererConfig, num_aus: int = 17, image_size: int = 128) -> None:
+        super().__init__()
+        config.validate(image_size)
+        if not config.window:
+            raise ValueError("PartRenderer draws in windows: give RendererConfig(window=...), e.g. 64")
+        self.image_size, self.window = image_size, config.window
+        self.renderer = Renderer(replace(config, window=0), num_aus, image_size=config.window)  # whole window
+
+    def forward(self, x: Tensor, mask: Tensor, landmarks: Tensor, aus: Tensor) -> Tensor:
+        """As Renderer.forward, at image_size: x B x 3 x S x S, mask B x 1 x S x S, landmarks B x 68 x 2
+        pixels, aus B x 17."""
+        if mask.shape != (x.shape[0], 1, self.image_size, self.image_size) or x.shape[-1] != self.image_size:
+            raise ValueError(f"PartRenderer expects images and masks of side {self.image_size}, got "
+                             f"{tuple(x.shape)} and {tuple(mask.shape)}")  # fmt: skip
+        corners = window_corners(landmarks, self.window, self.image_size)  # B x P x 2
+        part_masks = mask.to(x.dtype) * nearest_part(landmarks, self.image_size).to(x.dtype)  # B x P x S x S
+        b, p = corners.shape[:2]
+        samples = torch.arange(b, device=x.device).repeat_interleave(p)  # one row per (face, part) window
+        corners = corners.flatten(0, 1)
+        window_masks = crop(part_masks.flatten(0, 1)[:, None], torch.arange(b * p, device=x.device), corners,
+                            self.window)  # fmt: skip
+        drawn = window_masks.flatten(1).amax(1) > 0  # only windows with something to draw
+        if not drawn.any():
+            return x
+        samples, corners, window_masks = samples[drawn], corners[drawn], window_masks[drawn]
+        windows = crop(x, samples, corners, self.window)
+        local = landmarks[samples] - corners[:, None].to(landmarks.dtype)
+        rendered = self.renderer(windows, window_masks, local, aus[samples])
+        return paste_add(x, rendered - windows, samples, corners)

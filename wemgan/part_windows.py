@@ -1,0 +1,68 @@
+"""Square windows around the mouth and each eye, where a windowed renderer draws.
+
+An expression redraws the mouth, the eyes and the brows; the rest of the face only moves. A
+renderer that sees a window around one part at the face's own resolution spends all its capacity
+there and costs a quarter of a whole-face pass at 64 px of 128 (docs/research/renderer.md).
+Windows are cut at whole-pixel offsets, so nothing is resampled: cropping and pasting back are
+exact. Landmarks are B x 68 x 2 pixels (x, y); images B x C x S x S.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .landmark_guides import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE
+
+# Each part's window is centred on the mean of these landmarks: the lips; an eye with its brow
+# (what a raised brow uncovers lies between them).
+PARTS: dict[str, list[int]] = {
+    "mouth": list(range(48, 68)),
+    "right_eye": RIGHT_EYE + RIGHT_BROW,
+    "left_eye": LEFT_EYE + LEFT_BROW,
+}
+
+
+def part_centres(landmarks: Tensor) -> Tensor:
+    """B x P x 2: the centre of each part of PARTS, in pixels."""
+    return torch.stack([landmarks[:, points].float().mean(1) for points in PARTS.values()], 1)
+
+
+def window_corners(landmarks: Tensor, window: int, image_size: int) -> Tensor:
+    """B x P x 2 (x, y) integer top-left corners of each part's window, kept inside the image."""
+    if not 0 < window <= image_size:
+        raise ValueError(f"window must be in (0, {image_size}], got {window}")
+    return (part_centres(landmarks) - window / 2).round().clamp(0, image_size - window).long()
+
+
+def nearest_part(landmarks: Tensor, image_size: int) -> Tensor:
+    """B x P x S x S: 1 where a pixel is nearer that part's centre than any other's. Windows of
+    neighbouring parts overlap; each pixel is drawn by one of them only."""
+    centres = part_centres(landmarks)
+    pixels = torch.arange(image_size, device=landmarks.device, dtype=torch.float32)
+    dx = pixels.view(1, 1, 1, -1) - centres[..., 0, None, None]
+    dy = pixels.view(1, 1, -1, 1) - centres[..., 1, None, None]
+    distance = dx**2 + dy**2
+    return (distance == distance.amin(1, keepdim=True)).float()
+
+
+def _window_index(corners: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    offsets = torch.arange(window, device=corners.device)
+    rows = corners[:, 1, None] + offsets  # N x w
+    cols = corners[:, 0, None] + offsets
+    return rows[:, :, None], cols[:, None, :]
+
+
+def crop(images: Tensor, samples: Tensor, corners: Tensor, window: int) -> Tensor:
+    """N x C x w x w windows of images[samples] (N indices) at corners (N x 2, x y)."""
+    rows, cols = _window_index(corners, window)
+    return images[samples[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+
+
+def paste_add(images: Tensor, changes: Tensor, samples: Tensor, corners: Tensor) -> Tensor:
+    """images with each window's change (N x C x w x w) added at its corner; windows of one image
+    may overlap (their changes add up). Differentiable in changes."""
+    rows, cols = _window_index(corners, changes.shape[-1])
+    index = (samples[:, None, None].expand_as(rows * cols), rows.expand_as(rows * cols), cols.expand_as(rows * cols))
+    flat = images.permute(0, 2, 3, 1)  # B x S x S x C: index_put addresses the leading dims
+    return flat.index_put(index, changes.permute(0, 2, 3, 1).to(images.dtype), accumulate=True).permute(0, 3, 1, 2)
