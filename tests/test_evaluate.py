@@ -173,8 +173,25 @@ def test_user_edits_are_scored_by_measures_the_generator_cannot_fool(model_dir, 
         assert "lip_corner_lift_fraction" in edits["user"]["Happy"]
         assert edits["user"]["single_AU12"]["measure"] == "lip_corner_lift"
     sheet = Image.open(tmp_path / "e" / "sheet.png")
-    assert sheet.size == (7 * 128 * 2, 4 * 128 * 2)  # 7 columns, 4 faces (fewer than 8 given), 2x
+    # 4 faces (fewer than 8 given), 2x; columns: source, reference, transfer, 4 presets, AU26, AU25+AU26,
+    # a laughing face and its Surprise
+    assert sheet.size == (11 * 128 * 2, 4 * 128 * 2)
     assert "Edits as users get them" in (tmp_path / "e" / "results.md").read_text()
+
+
+def test_the_sheet_shows_laughing_faces_surprised_and_blank_rows_without_one():
+    from wemgan import edit_evaluation
+
+    labels = np.zeros((5, 17), np.float32)
+    labels[[1, 3], edit_evaluation.AU_NAMES.index("AU12")] = [0.6, 0.9]
+    labels[[1, 3], edit_evaluation.AU_NAMES.index("AU25")] = 0.7
+    assert edit_evaluation.laughing_faces(labels).tolist() == [3, 1]  # strongest first
+    faces = np.full((3, 4, 4, 3), 10, np.uint8)
+    edits = {name: faces for name in ("transfer", *edit_evaluation.PRESETS, *edit_evaluation.SHEET_EDITS)}
+    edits["laughing Surprise"] = faces[:1] + 5
+    grid = np.asarray(edit_evaluation.sheet(faces, faces, edits, faces[:1]))
+    assert grid.shape == (3 * 4 * 2, 11 * 4 * 2, 3)
+    assert (grid[:8, -8:] == 15).all() and (grid[8:, -16:] == 255).all()  # one laughing row, then blanks
 
 
 def test_surprise_is_judged_against_its_strongest_natural_effects():

@@ -37,6 +37,9 @@ PRESETS = ("Happy", "Surprise", "Sad", "Anger")
 SINGLE_AUS = ("AU01", "AU02", "AU04", "AU06", "AU12", "AU25", "AU26", "AU45")
 SINGLE_AU_FROM, SINGLE_AU_TO = 0.1, 0.8  # faces showing at most FROM get TO
 SHEET_FACES = 8
+# Sheet columns beyond the presets: what the jaw alone and the parted jaw look like (issue 26).
+SHEET_EDITS = {"AU26": {"AU26": SINGLE_AU_TO}, "AU25+AU26": {"AU25": SINGLE_AU_TO, "AU26": SINGLE_AU_TO}}
+LAUGHING = 0.5  # AU12 and AU25 (0-1) of the faces the sheet's last columns show surprised
 
 
 def preset_references(name: str, effects: dict[str, dict]) -> dict[str, tuple[str, float]]:
@@ -133,7 +136,19 @@ def score_edits(
                     rows[name][f"{measure}_reference_au"] = au
             rows |= single_au_scores(model, crops, labels, n, preserve, effects)
         scores[mode] = rows
-    return scores, sheet(sources[:SHEET_FACES], references[:SHEET_FACES], outputs["user"]), unavailable
+    shown = {name: edited[:SHEET_FACES] for name, edited in outputs["user"].items()}
+    for name, aus in SHEET_EDITS.items():
+        shown[name] = as_uint8(model.edit(list(sources[:SHEET_FACES]), aus=aus))
+    laughing = crops[laughing_faces(labels)[:SHEET_FACES]]
+    shown["laughing Surprise"] = as_uint8(model.edit(list(laughing), aus="Surprise")) if len(laughing) else laughing
+    return scores, sheet(sources[:SHEET_FACES], references[:SHEET_FACES], shown, laughing), unavailable
+
+
+def laughing_faces(labels: np.ndarray) -> np.ndarray:
+    """Indices of faces that smile with parted lips (AU12 and AU25 at least LAUGHING), strongest first."""
+    smile, parted = labels[:, AU_NAMES.index("AU12")], labels[:, AU_NAMES.index("AU25")]
+    chosen = np.flatnonzero((smile >= LAUGHING) & (parted >= LAUGHING))
+    return chosen[np.argsort(-(smile + parted)[chosen], kind="stable")]
 
 
 def single_au_scores(
@@ -192,10 +207,18 @@ def realism_markdown(scores: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def sheet(sources: np.ndarray, references: np.ndarray, edits: dict[str, np.ndarray]) -> Image.Image:
-    """Rows: faces; columns: source, reference, transfer, Happy, Surprise, Sad, Anger; 2x upscaled
-    (nearest: every generated pixel stays visible, speckles included)."""
+def sheet(
+    sources: np.ndarray, references: np.ndarray, edits: dict[str, np.ndarray], laughing: np.ndarray | None = None
+) -> Image.Image:
+    """Rows: faces; columns: source, reference, transfer, Happy, Surprise, Sad, Anger, then (when
+    edits hold them) AU26 alone and AU25+AU26 at 0.8, and a laughing face with its Surprise (rows
+    without a laughing face stay blank); 2x upscaled (nearest: every generated pixel stays visible,
+    speckles included)."""
     columns = [sources, references, edits["transfer"], *(edits[name] for name in PRESETS)]
+    columns += [edits[name] for name in SHEET_EDITS if name in edits]
+    if laughing is not None:
+        blank = np.full((len(sources) - len(laughing), *sources.shape[1:]), 255, np.uint8)
+        columns += [np.concatenate([laughing, blank]), np.concatenate([edits["laughing Surprise"], blank])]
     rows = [np.concatenate([column[i] for column in columns], axis=1) for i in range(len(sources))]
     grid = np.concatenate(rows, axis=0)
     image = Image.fromarray(grid)
