@@ -426,6 +426,22 @@ def test_estimator_and_references_see_aligned_crops(tiny_model, photo_dir):
     assert np.array_equal(np.asarray(frames[-1]), np.asarray(out))
 
 
+@needs_dlib
+def test_a_loose_model_size_crop_is_aligned_and_an_aligned_one_is_kept(photo_dir):
+    photo = open_photo(photo_dir, "0-f1-su-ph.jpg")
+    w, h = photo.size
+    side = min(w, h)
+    loose = photo.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2)).resize((128, 128))
+    pixels = images.load_images(loose).pixels[0]
+    face = faces.locate(pixels, 128, detector="hog")[0]
+    assert face.landmarks is not None and not np.allclose(face.matrix, faces.centre_face(128, 128, 128).matrix)
+    aligned = faces.crop(images.load_images(photo).pixels[0], faces.locate(images.load_images(photo).pixels[0],
+                                                                            128, detector="hog")[0])[0]  # fmt: skip
+    kept = faces.locate(aligned, 128, detector="hog")[0]
+    assert kept.landmarks is None and np.allclose(kept.matrix, [[1, 0, 0], [0, 1, 0]])  # as it is: no resampling
+    assert faces.locate(pixels, 128, align_faces=False)[0].landmarks is None  # align=False: always as it is
+
+
 # ---------------------------------------------------------------------- refused inputs, clearly
 def png_header(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height: decoders see the size before any pixel."""
