@@ -65,9 +65,11 @@ def draw_lines(landmarks: Tensor, segments: list[tuple[int, int]], image_size: i
     return canvas.view(-1, image_size, image_size)
 
 
-def draw_contours(landmarks: Tensor, image_size: int) -> Tensor:
+def draw_contours(landmarks: Tensor, image_size: int, face_size: int | None = None) -> Tensor:
     """B x NUM_CONTOUR_CHANNELS x S x S in [0, 1]: each part's contour as an anti-aliased line.
-    Landmarks are given at image_size px (B x 68 x 2)."""
-    width = LINE_WIDTH * image_size / 128
+    Landmarks are given in the image's pixels (B x 68 x 2). face_size: side of the face crop whose
+    pixels these are (lines are LINE_WIDTH px at 128 px); default image_size, a window cut from a
+    face at its resolution gives the face's."""
+    width = LINE_WIDTH * (face_size or image_size) / 128
     lines = [draw_lines(landmarks, segments, image_size, width) for segments in CONTOUR_CHANNELS.values()]
     return torch.stack(lines, 1)

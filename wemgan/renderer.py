@@ -33,12 +33,20 @@ class Renderer(nn.Module):
         config: the generator's widths, skips and upsampling (wemgan.config.RendererConfig).
         num_aus: length of the AU vector (17 OpenFace AUs), the expression to draw.
         image_size: side of the square crops (paper: 128).
+        face_size: side of the face crop the crops' pixels belong to (a PartRenderer's windows are cut
+            from a face at its resolution); default image_size. Sets the contours' line width.
     """
 
-    def __init__(self, config: RendererConfig | None = None, num_aus: int = 17, image_size: int = 128) -> None:
+    def __init__(
+        self,
+        config: RendererConfig | None = None,
+        num_aus: int = 17,
+        image_size: int = 128,
+        face_size: int | None = None,
+    ) -> None:
         super().__init__()
         config = (config or RendererConfig()).validate(image_size)
-        self.image_size = image_size
+        self.image_size, self.face_size = image_size, face_size or image_size
         self.generator = Generator(
             num_aus, config.base_channels, config.max_channels, config.skip_levels, image_size=image_size,
             upsample=config.upsample, guide_channels=1 + NUM_CONTOUR_CHANNELS,
@@ -54,7 +62,7 @@ class Renderer(nn.Module):
             raise ValueError(f"Renderer expects landmarks of shape {x.shape[0]} x 68 x 2, got {tuple(landmarks.shape)}")
         mask = mask.to(x.dtype)
         kept = x * (1 - mask)
-        guide = torch.cat([mask, draw_contours(landmarks, x.shape[-1]).to(x.dtype)], 1)
+        guide = torch.cat([mask, draw_contours(landmarks, x.shape[-1], self.face_size).to(x.dtype)], 1)
         drawn = self.generator(kept, aus, guide=guide)
         return kept + mask * drawn
 
@@ -79,7 +87,7 @@ class PartRenderer(nn.Module):
         if not config.window:
             raise ValueError("PartRenderer draws in windows: give RendererConfig(window=...), e.g. 64")
         self.image_size, self.window = image_size, config.window
-        self.renderer = Renderer(replace(config, window=0), num_aus, image_size=config.window)  # whole window
+        self.renderer = Renderer(replace(config, window=0), num_aus, config.window, face_size=image_size)
 
     def forward(self, x: Tensor, mask: Tensor, landmarks: Tensor, aus: Tensor) -> Tensor:
         """As Renderer.forward, at image_size: x B x 3 x S x S, mask B x 1 x S x S, landmarks B x 68 x 2
