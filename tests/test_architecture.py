@@ -20,6 +20,7 @@ from test_landmark_motion import drawn_face_landmarks
 from wemgan import WEMGAN
 from wemgan.config import EditorConfig, GeneratorConfig, ModelConfig, RendererConfig
 from wemgan.generator import Generator
+from wemgan.landmark_guides import draw_contours
 from wemgan.part_windows import crop, nearest_part, paste_add, window_corners
 from wemgan.render_masks import edit_mask, training_masks, window_training_masks
 from wemgan.renderer import PartRenderer, Renderer
@@ -219,6 +220,9 @@ def test_windows_are_cut_and_pasted_back_exactly_and_each_pixel_has_one_part():
     pasted = paste_add(torch.zeros_like(x), windows, samples, corners[:, 0])
     assert torch.equal(pasted[1, :, y0 : y0 + 64, x0 : x0 + 64], windows[1])
     assert torch.isclose(pasted[1].sum(), windows[1].sum())  # and nothing outside the window
+    local = landmarks[1:] - corners[1, 0].float()  # the face's contours, seen through its mouth window
+    seen = draw_contours(landmarks[1:], 128)[..., y0 : y0 + 64, x0 : x0 + 64]
+    assert torch.allclose(draw_contours(local, 64, face_size=128), seen, atol=1e-5)
     owners = nearest_part(landmarks, 128)
     assert owners.shape == (2, 3, 128, 128) and bool((owners.sum(1) >= 1).all())
     mask, parts = window_training_masks(landmarks, 128, 64, torch.Generator().manual_seed(0))
