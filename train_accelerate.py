@@ -103,6 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="--objective render: where the landmarks of training faces come from: a model's Hub folder "
         "(hub/default) or a regressor folder (python -m wemgan.landmark_fit train-regressor)",
     )
+    add("--render_guide", default="contours", choices=["contours", "heatmaps"], help="render: the landmarks drawn "
+        "as a line per part (contours) or as Gaussian points per part (heatmaps, as LaFIn)")  # fmt: skip
     add("--lambda_high_frequency", type=float, default=30.0, help="render: masked L1 of the Haar detail")
     add("--lambda_adversarial", type=float, default=0.1, help="render: weight of D_I and D_H (0: no critics)")
     add(
@@ -206,7 +208,7 @@ def network_config(args: argparse.Namespace) -> GeneratorConfig | RendererConfig
     """The trained network's configuration (wemgan.config) from the command line."""
     if args.objective == "render":
         return RendererConfig(args.base_channels, args.max_channels, args.skip_levels, args.upsample,
-                              args.render_window)  # fmt: skip
+                              args.render_window, args.render_guide)  # fmt: skip
     return GeneratorConfig(args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
                            upsample=args.upsample)  # fmt: skip
 

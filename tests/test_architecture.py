@@ -20,7 +20,7 @@ from test_landmark_motion import drawn_face_landmarks
 from wemgan import WEMGAN
 from wemgan.config import EditorConfig, GeneratorConfig, ModelConfig, RendererConfig
 from wemgan.generator import Generator
-from wemgan.landmark_guides import draw_contours
+from wemgan.landmark_guides import draw_contours, draw_heatmaps
 from wemgan.part_windows import crop, nearest_part, paste_add, window_corners
 from wemgan.render_masks import edit_mask, training_masks, window_training_masks
 from wemgan.renderer import PartRenderer, Renderer
@@ -230,6 +230,19 @@ def test_windows_are_cut_and_pasted_back_exactly_and_each_pixel_has_one_part():
         x0, y0 = corners[i, part].tolist()
         inside = mask[i, 0, y0 : y0 + 64, x0 : x0 + 64].sum()
         assert mask[i].sum() > 50 and torch.isclose(inside, mask[i].sum())  # one part, inside its window
+
+
+def test_heatmaps_peak_at_each_parts_landmarks_in_the_contours_channel_order():
+    landmarks = drawn_face_landmarks()
+    maps = draw_heatmaps(landmarks, 128)
+    assert maps.shape == draw_contours(landmarks, 128).shape
+    x, y = landmarks[0, 62].round().long().tolist()  # an inner lip point: only the inner-lips channel peaks
+    assert maps[0, 4, y, x] > 0.8 and maps[0, :3, y, x].max() < 0.1
+    renderer = Renderer(RendererConfig(base_channels=8, max_channels=16, guide="heatmaps"))
+    assert renderer(torch.zeros(1, 3, 128, 128), torch.ones(1, 1, 128, 128), landmarks, torch.zeros(1, 17)).shape == (
+        1, 3, 128, 128)  # fmt: skip
+    with pytest.raises(ValueError, match="guide"):
+        RendererConfig(guide="points").validate()
 
 
 def test_the_part_renderer_draws_only_its_mask_inside_its_windows():

@@ -234,7 +234,8 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     train(out, *render, "--max_train_steps", "2", "--sample_steps", "2")
     record = json.loads((out / "renderer" / "config.json").read_text())
     assert record["steps"] == 2 and record["dataset"] == "synthfacs" and "--objective render" in record["command"]
-    assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize", window=0)
+    assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize", window=0,
+                                 guide="contours")  # fmt: skip
     assert record["image_size"] == 128
     renderer = Renderer(RendererConfig(**record["config"]))
     renderer.load_state_dict(load_file(out / "renderer" / "model.safetensors"))  # strict: the whole Renderer

@@ -64,8 +64,10 @@ class RendererConfig:
     skip_levels: int = 3  # DIT skips, as the paper's generator
     upsample: str = "resize"  # "resize" (no checkerboard) or the paper's "transposed"
     window: int = 0  # 0: draws on the whole face; else the side (px) of its windows around the mouth and eyes
+    guide: str = "contours"  # how it is told the landmarks: "contours" (a line per part) or "heatmaps" (points)
 
     def validate(self, image_size: int = 128) -> RendererConfig:
+        _choice("guide", self.guide, ("contours", "heatmaps"))
         if self.window and not (self.window < image_size and self.window % SIZE_MULTIPLE == 0):
             raise ValueError(f"window must be 0 (the whole face) or a multiple of {SIZE_MULTIPLE} below the image "
                              f"size {image_size}, got {self.window}")  # fmt: skip

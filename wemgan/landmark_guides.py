@@ -73,3 +73,28 @@ def draw_contours(landmarks: Tensor, image_size: int, face_size: int | None = No
     width = LINE_WIDTH * (face_size or image_size) / 128
     lines = [draw_lines(landmarks, segments, image_size, width) for segments in CONTOUR_CHANNELS.values()]
     return torch.stack(lines, 1)
+
+
+# The same parts as CONTOUR_CHANNELS, as landmark points (LaFIn's alternative to lines).
+HEATMAP_CHANNELS: dict[str, list[int]] = {
+    "jaw_and_nose": JAW + NOSE_BRIDGE + NOSE_BASE,
+    "brows": RIGHT_BROW + LEFT_BROW,
+    "eyes": RIGHT_EYE + LEFT_EYE,
+    "outer_lips": OUTER_LIPS,
+    "inner_lips": INNER_LIPS,
+}
+HEATMAP_SIGMA = 1.5  # px at 128 px: each landmark a Gaussian of this width
+
+
+def draw_heatmaps(landmarks: Tensor, image_size: int, face_size: int | None = None) -> Tensor:
+    """B x NUM_CONTOUR_CHANNELS x S x S in [0, 1]: each part's landmarks as Gaussian peaks (the
+    strongest where they overlap), in the channel order of draw_contours; arguments as there."""
+    sigma = HEATMAP_SIGMA * (face_size or image_size) / 128
+    pixels = torch.arange(image_size, device=landmarks.device, dtype=torch.float32)
+    dx = pixels.view(1, 1, 1, -1) - landmarks[..., 0, None, None].float()  # B x 68 x 1 x S
+    dy = pixels.view(1, 1, -1, 1) - landmarks[..., 1, None, None].float()  # B x 68 x S x 1
+    peaks = torch.exp(-(dx**2 + dy**2) / (2 * sigma**2))  # B x 68 x S x S
+    return torch.stack([peaks[:, points].amax(1) for points in HEATMAP_CHANNELS.values()], 1)
+
+
+GUIDES = {"contours": draw_contours, "heatmaps": draw_heatmaps}  # RendererConfig.guide

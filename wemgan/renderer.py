@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .config import RendererConfig
 from .generator import Generator
-from .landmark_guides import NUM_CONTOUR_CHANNELS, draw_contours
+from .landmark_guides import GUIDES, NUM_CONTOUR_CHANNELS
 from .part_windows import crop, nearest_part, paste_add, window_corners
 
 
@@ -47,6 +47,7 @@ class Renderer(nn.Module):
         super().__init__()
         config = (config or RendererConfig()).validate(image_size)
         self.image_size, self.face_size = image_size, face_size or image_size
+        self.draw_guide = GUIDES[config.guide]  # the landmarks as contour lines or as heatmaps
         self.generator = Generator(
             num_aus, config.base_channels, config.max_channels, config.skip_levels, image_size=image_size,
             upsample=config.upsample, guide_channels=1 + NUM_CONTOUR_CHANNELS,
@@ -62,7 +63,7 @@ class Renderer(nn.Module):
             raise ValueError(f"Renderer expects landmarks of shape {x.shape[0]} x 68 x 2, got {tuple(landmarks.shape)}")
         mask = mask.to(x.dtype)
         kept = x * (1 - mask)
-        guide = torch.cat([mask, draw_contours(landmarks, x.shape[-1], self.face_size).to(x.dtype)], 1)
+        guide = torch.cat([mask, self.draw_guide(landmarks, x.shape[-1], self.face_size).to(x.dtype)], 1)
         drawn = self.generator(kept, aus, guide=guide)
         return kept + mask * drawn
 
