@@ -5,10 +5,11 @@
 For each run's newest renderer (RUN/renderer, or its newest checkpoint's renderer/):
 - masked reconstruction: the mouth (own landmarks, 4 px margin) blanked and redrawn; masked L1;
 - realism of those redrawn mouths against real faces of other people (metrics/realism.py, mouth crop);
+- the same for both eyes with their brow bands (realism of the whole face);
 - the shipped editor with this renderer composed (hub/export.py --editor --renderer): Happy and
   Surprise, realism (face and mouth) against real faces of other people, and the editor alone beside;
-- a 2x sheet: source | blanked | redrawn | editor Happy | editor+renderer Happy | editor Surprise |
-  editor+renderer Surprise.
+- a 2x sheet: source | blanked | redrawn | eyes redrawn | editor Happy | editor+renderer Happy |
+  editor Surprise | editor+renderer Surprise.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from wemgan.evaluate import load_test_data
 from wemgan.export import list_checkpoints
 from wemgan.metrics.realism import realism
 from wemgan.metrics.reconstruction import to_uint8
-from wemgan.render_masks import mouth_mask
+from wemgan.render_masks import brow_band_masks, eye_masks, mouth_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,19 +81,23 @@ def main(args: argparse.Namespace) -> None:
         with torch.no_grad():
             landmarks = model.editor.landmark_regressor(first).float()
             mask = mouth_mask(landmarks, 128, 4.0)
-            redrawn = model.renderer(first, mask, landmarks, model.au_estimator(first).float())
+            own_aus = model.au_estimator(first).float()
+            redrawn = model.renderer(first, mask, landmarks, own_aus)
+            eyes = torch.stack([*eye_masks(landmarks, 128), *brow_band_masks(landmarks, 128)]).amax(0)
+            eyes_redrawn = to_uint8(model.renderer(first, eyes, landmarks, own_aus))
         l1 = float(((redrawn - first).abs() * mask).sum() / (mask.sum() * 3))
         redrawn_u8 = to_uint8(redrawn)
         edits = {n: np.stack(model.edit(list(sources), aus=n)) for n in ("Happy", "Surprise")}
         row = {"masked L1": l1, "steps": json.loads((folder / "config.json").read_text()).get("steps")}
         row["redrawn mouth"] = realism(redrawn_u8, real_other, tuple(args.seeds))["mouth"]["accuracy"]
+        row["redrawn eyes"] = realism(eyes_redrawn, real_other, tuple(args.seeds))["face"]["accuracy"]
         for n, edited in edits.items():
             scores = realism(edited, real_other, tuple(args.seeds))
             row |= {f"{n} face": scores["face"]["accuracy"], f"{n} mouth": scores["mouth"]["accuracy"]}
         rows[name] = row
         blanked = to_uint8(first * (1 - mask))
-        columns = [sources, blanked, redrawn_u8, editor_only["Happy"], edits["Happy"], editor_only["Surprise"],
-                   edits["Surprise"]]  # fmt: skip
+        columns = [sources, blanked, redrawn_u8, eyes_redrawn, editor_only["Happy"], edits["Happy"],
+                   editor_only["Surprise"], edits["Surprise"]]  # fmt: skip
         sheet = np.concatenate([np.concatenate([c[i] for c in columns], 1) for i in range(8)], 0)
         sheets.append((name, Image.fromarray(sheet).resize((sheet.shape[1] * 2, sheet.shape[0] * 2), Image.NEAREST)))
     for name, sheet in sheets:
