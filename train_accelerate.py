@@ -42,6 +42,7 @@ from wemgan.aus import EXPRESSIONS, NUM_AUS
 from wemgan.config import GeneratorConfig, RendererConfig
 from wemgan.data.datasets import load_training_data, pair_targets
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
+from wemgan.editor import LandmarkEditor
 from wemgan.export import list_checkpoints, model_card, push_folder, write_hub_folder
 from wemgan.generator import Generator
 from wemgan.landmark_fit import load_landmark_regressor
@@ -59,7 +60,7 @@ from wemgan.losses import (
 )
 from wemgan.model import WEMGAN
 from wemgan.part_windows import crop, window_corners
-from wemgan.render_masks import mouth_mask, training_masks, window_training_masks
+from wemgan.render_masks import edit_mask, mouth_mask, training_masks, window_masks_of, window_training_masks
 from wemgan.renderer import PartRenderer, Renderer
 
 # Size and length groups. Optimisation hyperparameters are the paper's in both.
@@ -105,6 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add("--render_guide", default="contours", choices=["contours", "heatmaps"], help="render: the landmarks drawn "
         "as a line per part (contours) or as Gaussian points per part (heatmaps, as LaFIn)")  # fmt: skip
+    add("--render_masks", default="random", choices=["random", "edits"], help="render: the blanked regions: random "
+        "parts (mouth, eyes, brows, blobs), or what the landmark editor of --landmark_regressor (a model folder) "
+        "would redraw when the face takes another face's expression (render_masks.edit_mask)")  # fmt: skip
     add("--lambda_high_frequency", type=float, default=30.0, help="render: masked L1 of the Haar detail")
     add("--lambda_adversarial", type=float, default=0.1, help="render: weight of D_I and D_H (0: no critics)")
     add(
@@ -251,6 +255,15 @@ def load_estimator(args: argparse.Namespace) -> AUEstimator:
     return estimator.requires_grad_(False)
 
 
+def load_mask_editor(folder: str) -> LandmarkEditor:
+    """The landmark editor of a model folder (hub/default), whose edits shape --render_masks edits."""
+    model = WEMGAN.from_pretrained(folder)
+    if model.editor is None:
+        raise ValueError(f"--render_masks edits needs a landmark editor's model folder, such as hub/default; "
+                         f"{folder} holds {model.model_config.kind}")  # fmt: skip
+    return model.editor.requires_grad_(False).eval()
+
+
 def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estimator: torch.nn.Module, step: int):
     """The Hub-loadable WEMGAN holding (copies of) the trained generator and AU estimator."""
     model = WEMGAN(
@@ -378,6 +391,9 @@ def main(args: argparse.Namespace) -> None:
     landmark_reader = None
     if args.objective == "render":
         landmark_reader = load_landmark_regressor(args.landmark_regressor)[0].to(accelerator.device)
+        mask_editor = (
+            load_mask_editor(args.landmark_regressor).to(accelerator.device) if args.render_masks == "edits" else None
+        )
         render_weights = RenderWeights(args.lambda_gp, args.lambda_rec, args.lambda_high_frequency,
                                        args.lambda_adversarial)  # fmt: skip
     base_lrs = {name: opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
@@ -448,7 +464,7 @@ def main(args: argparse.Namespace) -> None:
             x, u_x = batch["image"], batch["aus"]
             if landmark_reader is not None:  # --objective render: redraw blanked parts, nothing else
                 terms = render_step(accelerator, nets, optimizers, x, u_x, landmark_reader, render_weights, rng,
-                                    args.render_window)  # fmt: skip
+                                    args.render_window, mask_editor)  # fmt: skip
                 warmup = False
             else:
                 terms = edit_step(accelerator, args, nets, optimizers, x, u_x, warmup, step, weights, rng,
@@ -530,19 +546,29 @@ def edit_step(
 
 
 def render_step(
-    accelerator, nets, optimizers, x, u_x, landmark_reader, weights: RenderWeights, rng, window: int = 0
-) -> dict[str, torch.Tensor]:
+    accelerator, nets, optimizers, x, u_x, landmark_reader, weights: RenderWeights, rng, window: int = 0,
+    mask_editor: LandmarkEditor | None = None,
+) -> dict[str, torch.Tensor]:  # fmt: skip
     """--objective render: random parts of each face are blanked (wemgan.render_masks) and the
     Renderer draws them back from the face's landmarks and AUs. The critics (if any) step first on
     this batch's drawing, then the Renderer steps against them: one renderer pass per batch.
     With window > 0 (a PartRenderer), one part per face is blanked, and the losses and critics see
-    that part's window only (the rest of the face is the input's own)."""
+    that part's window only (the rest of the face is the input's own). With a mask_editor, the
+    masks have the shapes of real edits (what it redraws when a face takes another's expression)."""
     with torch.no_grad(), accelerator.autocast():
         landmarks = landmark_reader(x).float()
+    size = x.shape[-1]
     if window:
-        mask, parts = window_training_masks(landmarks, x.shape[-1], window, rng)
+        mask, parts = window_training_masks(landmarks, size, window, rng)
     else:
-        mask = training_masks(landmarks, x.shape[-1], rng)
+        mask, parts = training_masks(landmarks, size, rng), None
+    if mask_editor is not None:
+        moves, flow = mask_editor.motion(landmarks, pair_targets(u_x, rng) - u_x)
+        edited = edit_mask(landmarks, moves, flow, size)
+        if window:
+            mask, parts = window_masks_of(edited, landmarks, window, rng, mask, parts)
+        else:  # a face whose edit redraws nothing keeps its random mask
+            mask = torch.where(edited.flatten(1).amax(1).view(-1, 1, 1, 1) > 0, edited, mask)
     critics = [accelerator.unwrap_model(nets[n]) for n in ("image_critic", "high_frequency_critic") if n in nets]
     with accelerator.autocast():
         drawn = nets["renderer"](x, mask, landmarks, u_x)

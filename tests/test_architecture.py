@@ -22,7 +22,7 @@ from wemgan.config import EditorConfig, GeneratorConfig, ModelConfig, RendererCo
 from wemgan.generator import Generator
 from wemgan.landmark_guides import draw_contours, draw_heatmaps
 from wemgan.part_windows import crop, nearest_part, paste_add, window_corners
-from wemgan.render_masks import edit_mask, training_masks, window_training_masks
+from wemgan.render_masks import edit_mask, mouth_mask, training_masks, window_masks_of, window_training_masks
 from wemgan.renderer import PartRenderer, Renderer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,6 +243,16 @@ def test_heatmaps_peak_at_each_parts_landmarks_in_the_contours_channel_order():
         1, 3, 128, 128)  # fmt: skip
     with pytest.raises(ValueError, match="guide"):
         RendererConfig(guide="points").validate()
+
+
+def test_edit_shaped_masks_are_cut_to_one_window_and_empty_ones_fall_back():
+    landmarks = drawn_face_landmarks().expand(2, -1, -1).clone()
+    fallback, fallback_parts = window_training_masks(landmarks, 128, 64, torch.Generator().manual_seed(0))
+    edited = torch.zeros(2, 1, 128, 128)
+    edited[0] = mouth_mask(landmarks[:1], 128, 3.0)  # face 0's edit redraws its mouth; face 1's nothing
+    mask, parts = window_masks_of(edited, landmarks, 64, torch.Generator().manual_seed(0), fallback, fallback_parts)
+    assert parts[0] == 0 and torch.equal(mask[0], edited[0] * nearest_part(landmarks, 128)[0, :1])
+    assert parts[1] == fallback_parts[1] and torch.equal(mask[1], fallback[1])
 
 
 def test_the_part_renderer_draws_only_its_mask_inside_its_windows():

@@ -73,6 +73,7 @@ def test_paper_defaults_and_presets():
         (["--base_channels", "64", "--max_channels", "32"], "base_channels <= max_channels"),  # wemgan.config's rule
         (["--objective", "render", "--landmark_regressor", "hub/default", "--max_channels", "4"], "base_channels"),
         (["--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "48"], "window"),
+        (["--objective", "render", "--landmark_regressor", "x", "--render_masks", "blobs"], "invalid choice"),
     ],
 )
 def test_bad_arguments_stop_with_a_message(argv, message, capsys):
@@ -289,7 +290,7 @@ def test_render_objective_without_critics(tmp_path):
 def test_a_windowed_renderer_trains_on_its_windows_and_composes(tmp_path):
     out = tmp_path / "windows"
     train(out, "--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "64",
-          "--max_train_steps", "2")  # fmt: skip
+          "--render_masks", "edits", "--max_train_steps", "2")  # fmt: skip
     record = json.loads((out / "renderer" / "config.json").read_text())
     assert record["config"]["window"] == 64 and record["image_size"] == 128
     logged = metrics(out)

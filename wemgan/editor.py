@@ -94,6 +94,16 @@ class LandmarkEditor(nn.Module):
                 editor.appearance_maps.copy_(maps)
         return editor
 
+    @torch.no_grad()
+    def motion(self, landmarks: Tensor, u_rel: Tensor) -> tuple[Tensor, Tensor]:
+        """(moves B x 68 x 2 px, flow B x 2 x S x S) of faces with these landmarks (B x 68 x 2 px) for
+        relative AUs u_rel (B x 17): where each landmark goes, and the warp that takes it there."""
+        basis = self.motion_basis.float() * self.motion_strength
+        moves = landmark_displacements(landmarks.float(), u_rel.float(), basis)
+        if self.mouth_cavity:  # a full-size flow with a cut between the lips
+            return moves, parted_lips_flow(landmarks.float(), moves, self.image_size, self.flow_resolution)
+        return moves, motion_flow(landmarks.float(), moves, self.image_size, self.flow_resolution)
+
     def forward(self, x: Tensor, u_rel: Tensor) -> EditorOutput:
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2:] != (self.image_size,) * 2:
             side = self.image_size
@@ -102,12 +112,7 @@ class LandmarkEditor(nn.Module):
             raise ValueError(f"LandmarkEditor expects AUs of shape {x.shape[0]} x {NUM_AUS}, got {tuple(u_rel.shape)}")
         with torch.no_grad():
             landmarks = self.landmark_regressor(x).float()
-            basis = self.motion_basis.float() * self.motion_strength
-            moves = landmark_displacements(landmarks, u_rel.float(), basis)
-            if self.mouth_cavity:  # a full-size flow with a cut between the lips
-                flow = parted_lips_flow(landmarks, moves, self.image_size, self.flow_resolution)
-            else:
-                flow = motion_flow(landmarks, moves, self.image_size, self.flow_resolution)
+            moves, flow = self.motion(landmarks, u_rel)
             flow = flow.to(x.dtype)
             edited = warp(x, flow)
             if self.mouth_cavity:

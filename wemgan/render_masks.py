@@ -9,12 +9,14 @@ All masks are B x 1 x S x S, 1 where the renderer draws; landmarks are B x 68 x 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor, nn
 
 from .flow import flow_stretch, polygon_coverage
 from .landmark_guides import JAW, LEFT_BROW, LEFT_EYE, OUTER_LIPS, RIGHT_BROW, RIGHT_EYE
-from .part_windows import window_corners
+from .part_windows import nearest_part, window_corners
 
 MOUTH_MARGINS = (2, 7)  # px at 128 px: the lips' polygon is widened by a random margin in this range (training)
 EYE_MARGIN = 3  # px at 128 px: beyond the eye's opening, the lids' skin
@@ -136,6 +138,29 @@ def window_training_masks(
     for i, (x0, y0) in enumerate(corners.tolist()):
         inside[i, :, y0 : y0 + window, x0 : x0 + window] = 1
     return mask * inside, parts
+
+
+
+def window_masks_of(
+    masks: Tensor, landmarks: Tensor, window: int, generator: torch.Generator, fallback: Tensor, fallback_parts: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Each face's mask (B x 1 x S x S, e.g. an edit_mask of a real edit) cut to one part's window:
+    a part whose share of the mask is not empty, drawn with WINDOW_PART_RATES among those; faces
+    whose mask is empty everywhere take `fallback` (masks and part indices, window_training_masks)."""
+    b, image_size = masks.shape[0], masks.shape[-1]
+    corners = window_corners(landmarks, window, image_size)
+    shares = masks * nearest_part(landmarks, image_size)  # B x P x S x S
+    inside = torch.zeros_like(shares)
+    for i, j in itertools.product(range(b), range(shares.shape[1])):
+        x0, y0 = corners[i, j].tolist()
+        inside[i, j, y0 : y0 + window, x0 : x0 + window] = 1
+    shares = shares * inside
+    weights = (shares.flatten(2).amax(2) > 0).float() * torch.tensor(WINDOW_PART_RATES, device=masks.device)
+    empty = weights.sum(1) == 0
+    picks = torch.multinomial(weights + empty[:, None].float(), 1, generator=generator).squeeze(1)
+    parts = torch.where(empty, fallback_parts, picks.to(fallback_parts.device))
+    chosen = shares[torch.arange(b, device=masks.device), parts.to(masks.device), None]
+    return torch.where(empty.view(-1, 1, 1, 1), fallback, chosen), parts
 
 
 MOVED = 1.5  # px at 128 px: lips or brows that move less than this keep what the warp made of them
