@@ -59,7 +59,7 @@ from wemgan.losses import (
     robust_expression_loss,
 )
 from wemgan.model import WEMGAN
-from wemgan.part_windows import crop, window_corners
+from wemgan.part_windows import crop
 from wemgan.render_masks import edit_mask, mouth_mask, training_masks, window_masks_of, window_training_masks
 from wemgan.renderer import PartRenderer, Renderer
 
@@ -572,9 +572,10 @@ def render_step(
     critics = [accelerator.unwrap_model(nets[n]) for n in ("image_critic", "high_frequency_critic") if n in nets]
     with accelerator.autocast():
         drawn = nets["renderer"](x, mask, landmarks, u_x)
-    if window:  # what the losses and critics judge: each face's drawn window
+    if window:  # what the losses and critics judge: each face's chosen part's window, as it drew it
         samples = torch.arange(len(x), device=x.device)
-        corners = window_corners(landmarks, window, x.shape[-1])[samples, parts]
+        corners, part_masks = accelerator.unwrap_model(nets["renderer"]).windows(mask, landmarks)
+        corners, mask = corners[samples, parts], part_masks[samples, parts, None]
         x, drawn, mask = (crop(t, samples, corners, window) for t in (x, drawn, mask))
     terms: dict[str, torch.Tensor] = {}
     if critics:

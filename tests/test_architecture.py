@@ -21,7 +21,7 @@ from wemgan import WEMGAN
 from wemgan.config import EditorConfig, GeneratorConfig, ModelConfig, RendererConfig
 from wemgan.generator import Generator
 from wemgan.landmark_guides import draw_contours, draw_heatmaps
-from wemgan.part_windows import crop, nearest_part, paste_add, window_corners
+from wemgan.part_windows import crop, nearest_part, paste_add, share_window_corners, window_corners, window_interiors
 from wemgan.render_masks import edit_mask, mouth_mask, training_masks, window_masks_of, window_training_masks
 from wemgan.renderer import PartRenderer, Renderer
 
@@ -223,6 +223,13 @@ def test_windows_are_cut_and_pasted_back_exactly_and_each_pixel_has_one_part():
     local = landmarks[1:] - corners[1, 0].float()  # the face's contours, seen through its mouth window
     seen = draw_contours(landmarks[1:], 128)[..., y0 : y0 + 64, x0 : x0 + 64]
     assert torch.allclose(draw_contours(local, 64, face_size=128), seen, atol=1e-5)
+    share = torch.zeros(2, 3, 128, 128)
+    share[:, 0, 90:100, 40:60] = 1  # a mouth share: its window is centred on it, 4 px from its border at least
+    centred = share_window_corners(share, landmarks, 64)
+    assert centred[:, 0].tolist() == [[18, 63], [18, 63]]
+    assert (centred[:, 1:] - corners[:, 1:]).abs().max() <= 1  # empty shares: windows on the parts' landmarks
+    interiors = window_interiors(centred, 64, 128)
+    assert interiors[0, 0].sum() == 56 * 56 and interiors[0, 0, 63 + 3, 30] == 0 and interiors[0, 0, 63 + 4, 30] == 1
     owners = nearest_part(landmarks, 128)
     assert owners.shape == (2, 3, 128, 128) and bool((owners.sum(1) >= 1).all())
     mask, parts = window_training_masks(landmarks, 128, 64, torch.Generator().manual_seed(0))
@@ -263,9 +270,9 @@ def test_the_part_renderer_draws_only_its_mask_inside_its_windows():
     assert torch.equal(renderer(x, torch.zeros(2, 1, 128, 128), landmarks, aus), x)
     mask = torch.zeros(2, 1, 128, 128)
     mask[0, :, 80:100, 50:80] = 1  # around the mouth
-    mask[:, :, 2:6, 2:6] = 1  # a corner no window reaches: left as it is
+    mask[:, :, 0:3, 0:3] = 1  # the image's corner: within WINDOW_MARGIN of any window's border, left as it is
     out = renderer(x, mask, landmarks, aus)
-    assert torch.equal(out[:, :, 2:6, 2:6], x[:, :, 2:6, 2:6]) and torch.equal(out[1], x[1])
+    assert torch.equal(out[:, :, 0:3, 0:3], x[:, :, 0:3, 0:3]) and torch.equal(out[1], x[1])
     assert torch.equal(out * (1 - mask), x * (1 - mask))
     assert not torch.equal(out[0, :, 80:100, 50:80], x[0, :, 80:100, 50:80])
     with pytest.raises(ValueError, match="window"):

@@ -46,6 +46,39 @@ def nearest_part(landmarks: Tensor, image_size: int) -> Tensor:
     return (distance == distance.amin(1, keepdim=True)).float()
 
 
+WINDOW_MARGIN = 4  # px: a window draws nothing this close to its border (the network sees no context beyond it)
+
+
+def part_shares(mask: Tensor, landmarks: Tensor) -> Tensor:
+    """B x P x S x S: each part's share of a mask (B x 1 x S x S), the pixels nearest that part."""
+    return mask * nearest_part(landmarks, mask.shape[-1]).to(mask.dtype)
+
+
+def share_window_corners(shares: Tensor, landmarks: Tensor, window: int) -> Tensor:
+    """B x P x 2 (x, y) top-left corners of windows centred on each share's bounding box (on the
+    part's landmarks where its share is empty), kept inside the image."""
+    size = shares.shape[-1]
+    rows, cols = shares.amax(-1) > 0, shares.amax(-2) > 0  # B x P x S each
+
+    def middle(filled: Tensor) -> Tensor:
+        first = filled.float().argmax(-1)
+        last = size - 1 - filled.flip(-1).float().argmax(-1)
+        return (first + last).float() / 2
+
+    centres = torch.stack([middle(cols), middle(rows)], -1)
+    centres = torch.where(rows.any(-1, keepdim=True), centres, part_centres(landmarks))
+    return ((centres + 0.5) - window / 2).round().clamp(0, size - window).long()
+
+
+def window_interiors(corners: Tensor, window: int, size: int, margin: int = WINDOW_MARGIN) -> Tensor:
+    """B x P x S x S: 1 inside each window (corners B x P x 2), `margin` px from its border."""
+    pixels = torch.arange(size, device=corners.device)
+    low, high = corners + margin, corners + window - margin  # B x P x 2
+    inside_x = (pixels >= low[..., 0, None]) & (pixels < high[..., 0, None])  # B x P x S
+    inside_y = (pixels >= low[..., 1, None]) & (pixels < high[..., 1, None])
+    return (inside_y[..., :, None] & inside_x[..., None, :]).float()
+
+
 def _window_index(corners: Tensor, window: int) -> tuple[Tensor, Tensor]:
     offsets = torch.arange(window, device=corners.device)
     rows = corners[:, 1, None] + offsets  # N x w

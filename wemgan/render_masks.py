@@ -9,14 +9,12 @@ All masks are B x 1 x S x S, 1 where the renderer draws; landmarks are B x 68 x 
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import Tensor, nn
 
 from .flow import flow_stretch, polygon_coverage
 from .landmark_guides import JAW, LEFT_BROW, LEFT_EYE, OUTER_LIPS, RIGHT_BROW, RIGHT_EYE
-from .part_windows import nearest_part, window_corners
+from .part_windows import nearest_part, window_corners, window_interiors
 
 MOUTH_MARGINS = (2, 7)  # px at 128 px: the lips' polygon is widened by a random margin in this range (training)
 EYE_MARGIN = 3  # px at 128 px: beyond the eye's opening, the lids' skin
@@ -133,12 +131,8 @@ def window_training_masks(
     sides = [torch.maximum(eye * (which != 1), brow * (which != 0)) for eye, brow in zip(eyes, brows, strict=True)]
     candidates = torch.stack([mouth, *sides], 1)  # B x P x 1 x S x S
     mask = candidates[torch.arange(b, device=device), parts]
-    corners = window_corners(landmarks, window, image_size)[torch.arange(b, device=device), parts]
-    inside = torch.zeros_like(mask)
-    for i, (x0, y0) in enumerate(corners.tolist()):
-        inside[i, :, y0 : y0 + window, x0 : x0 + window] = 1
-    return mask * inside, parts
-
+    inside = window_interiors(window_corners(landmarks, window, image_size), window, image_size, margin=0)
+    return mask * inside[torch.arange(b, device=device), parts, None], parts
 
 
 def window_masks_of(
@@ -148,13 +142,8 @@ def window_masks_of(
     a part whose share of the mask is not empty, drawn with WINDOW_PART_RATES among those; faces
     whose mask is empty everywhere take `fallback` (masks and part indices, window_training_masks)."""
     b, image_size = masks.shape[0], masks.shape[-1]
-    corners = window_corners(landmarks, window, image_size)
-    shares = masks * nearest_part(landmarks, image_size)  # B x P x S x S
-    inside = torch.zeros_like(shares)
-    for i, j in itertools.product(range(b), range(shares.shape[1])):
-        x0, y0 = corners[i, j].tolist()
-        inside[i, j, y0 : y0 + window, x0 : x0 + window] = 1
-    shares = shares * inside
+    inside = window_interiors(window_corners(landmarks, window, image_size), window, image_size, margin=0)
+    shares = masks * nearest_part(landmarks, image_size) * inside  # B x P x S x S
     weights = (shares.flatten(2).amax(2) > 0).float() * torch.tensor(WINDOW_PART_RATES, device=masks.device)
     empty = weights.sum(1) == 0
     picks = torch.multinomial(weights + empty[:, None].float(), 1, generator=generator).squeeze(1)

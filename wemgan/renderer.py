@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from .config import RendererConfig
 from .generator import Generator
 from .landmark_guides import GUIDES, NUM_CONTOUR_CHANNELS
-from .part_windows import crop, nearest_part, paste_add, window_corners
+from .part_windows import crop, part_shares, paste_add, share_window_corners, window_interiors
 
 
 class Renderer(nn.Module):
@@ -74,7 +74,9 @@ class PartRenderer(nn.Module):
 
     A Renderer at config.window px draws each (face, part) window whose mask is not empty, all in
     one batch; each pixel belongs to its nearest part, so overlapping windows never draw it twice.
-    Masked pixels outside every window (a stretched cheek) are left as the input has them.
+    A window is centred on its part's share of the mask and draws nothing within WINDOW_MARGIN px
+    of its border; masked pixels outside (a stretched cheek, a mask wider than a window) are left
+    as the input has them.
 
     Args:
         config: the windowed renderer's configuration (wemgan.config.RendererConfig, window > 0).
@@ -90,14 +92,20 @@ class PartRenderer(nn.Module):
         self.image_size, self.window = image_size, config.window
         self.renderer = Renderer(replace(config, window=0), num_aus, config.window, face_size=image_size)
 
+    def windows(self, mask: Tensor, landmarks: Tensor) -> tuple[Tensor, Tensor]:
+        """(corners B x P x 2, masks B x P x S x S): each part's window, centred on its share of the
+        mask, and the share it draws (inside the window, WINDOW_MARGIN px from its border)."""
+        shares = part_shares(mask, landmarks)
+        corners = share_window_corners(shares, landmarks, self.window)
+        return corners, shares * window_interiors(corners, self.window, self.image_size).to(shares.dtype)
+
     def forward(self, x: Tensor, mask: Tensor, landmarks: Tensor, aus: Tensor) -> Tensor:
         """As Renderer.forward, at image_size: x B x 3 x S x S, mask B x 1 x S x S, landmarks B x 68 x 2
         pixels, aus B x 17."""
         if mask.shape != (x.shape[0], 1, self.image_size, self.image_size) or x.shape[-1] != self.image_size:
             raise ValueError(f"PartRenderer expects images and masks of side {self.image_size}, got "
                              f"{tuple(x.shape)} and {tuple(mask.shape)}")  # fmt: skip
-        corners = window_corners(landmarks, self.window, self.image_size)  # B x P x 2
-        part_masks = mask.to(x.dtype) * nearest_part(landmarks, self.image_size).to(x.dtype)  # B x P x S x S
+        corners, part_masks = self.windows(mask.to(x.dtype), landmarks)  # B x P x 2, B x P x S x S
         b, p = corners.shape[:2]
         samples = torch.arange(b, device=x.device).repeat_interleave(p)  # one row per (face, part) window
         corners = corners.flatten(0, 1)
