@@ -86,16 +86,16 @@ def training_masks(landmarks: Tensor, image_size: int, generator: torch.Generato
     mouth = torch.cat([mouth_mask(landmarks[i : i + 1], image_size, float(m)) for i, m in enumerate(margins)])
     side = uniform(b, 2) < 0.5  # eyes and brows: one side or both
     both = uniform(b) < 0.5
-    left_eye, right_eye = eye_masks(landmarks, image_size)
-    left_brow, right_brow = brow_band_masks(landmarks, image_size)
+    right_eye, left_eye = eye_masks(landmarks, image_size)
+    right_brow, left_brow = brow_band_masks(landmarks, image_size)
 
     def one_or_both(first: Tensor, second: Tensor, pick: Tensor) -> Tensor:
         pick_first = (pick | both).view(-1, 1, 1, 1)
         pick_second = (~pick | both).view(-1, 1, 1, 1)
         return torch.maximum(first * pick_first, second * pick_second)
 
-    eyes = one_or_both(left_eye, right_eye, side[:, 0])
-    brows = one_or_both(left_brow, right_brow, side[:, 1])
+    eyes = one_or_both(right_eye, left_eye, side[:, 0])
+    brows = one_or_both(right_brow, left_brow, side[:, 1])
     scale = image_size / 128
     radii = (BLOB_RADII[0] + uniform(b) * (BLOB_RADII[1] - BLOB_RADII[0])) * scale
     blob = blob_mask(cheek_points(landmarks.float(), uniform(b, 2)), radii, image_size)
