@@ -41,7 +41,7 @@ from wemgan import WEMGAN
 from wemgan.au_training import load_trained_estimator
 from wemgan.config import EditorConfig
 from wemgan.editor import LandmarkEditor
-from wemgan.export import list_checkpoints, model_card, model_config, write_hub_folder
+from wemgan.export import model_card, model_config, newest_part, write_hub_folder
 from wemgan.landmark_appearance import packaged_record
 from wemgan.landmark_fit import load_landmark_regressor
 from wemgan.landmark_motion import motion_record
@@ -88,12 +88,7 @@ def find_inference_folder(run: Path) -> Path:
     """run/checkpoints/checkpoint-N/inference (newest N), checkpoint/inference, or a Hub folder."""
     if (run / "config.json").is_file() and (run / "model.safetensors").is_file():
         return run
-    if (run / "inference").is_dir():
-        return run / "inference"
-    found = list_checkpoints(run)
-    if not found:
-        raise FileNotFoundError(f"{run} holds no complete checkpoint (expected {run}/checkpoints/checkpoint-N)")
-    return found[-1] / "inference"
+    return newest_part(run, "inference")
 
 
 def with_estimator(model: WEMGAN, folder: Path) -> WEMGAN:

@@ -36,6 +36,16 @@ def train(out: Path, *extra: str, env: dict | None = None, launcher: list[str] |
     return result
 
 
+def composed_with_editor(renderer: Path, out: Path) -> WEMGAN:
+    """hub/export.py's composition of a trained renderer with hub/default's editor, loaded."""
+    subprocess.run(
+        [sys.executable, "hub/export.py", "--editor", "--regressor", "hub/default", "--estimator", "hub/default",
+         "--renderer", str(renderer), "--out", str(out)],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    return WEMGAN.from_pretrained(out)
+
+
 def metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
@@ -267,12 +277,7 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     assert step_4[0]["step"] == 4 and step_4[0] == step_4[1]
 
     # hub/export.py composes it with the landmark editor into one model
-    subprocess.run(
-        [sys.executable, "hub/export.py", "--editor", "--regressor", "hub/default", "--estimator", "hub/default",
-         "--renderer", str(out / "renderer"), "--out", str(tmp_path / "composed")],
-        cwd=ROOT, check=True, capture_output=True,
-    )  # fmt: skip
-    composed = WEMGAN.from_pretrained(tmp_path / "composed")
+    composed = composed_with_editor(out / "renderer", tmp_path / "composed")
     assert composed.model_config.kind == "editor+renderer" and composed.provenance["renderer"]["steps"] == 4
     assert all(torch.equal(v, composed.renderer.state_dict()[k]) for k, v in after.items())
 
@@ -295,10 +300,5 @@ def test_a_windowed_renderer_trains_on_its_windows_and_composes(tmp_path):
     assert record["config"]["window"] == 64 and record["image_size"] == 128
     logged = metrics(out)
     assert {"r/rec", "r/adversarial", "d_image/gp", "d_high/gp"} <= set(logged[0])  # critics on 64-px windows
-    subprocess.run(
-        [sys.executable, "hub/export.py", "--editor", "--regressor", "hub/default", "--estimator", "hub/default",
-         "--renderer", str(out / "renderer"), "--out", str(tmp_path / "composed")],
-        cwd=ROOT, check=True, capture_output=True,
-    )  # fmt: skip
-    composed = WEMGAN.from_pretrained(tmp_path / "composed")
+    composed = composed_with_editor(out / "renderer", tmp_path / "composed")
     assert isinstance(composed.renderer, PartRenderer) and composed.renderer.renderer.image_size == 64

@@ -36,6 +36,20 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     )
 
 
+def newest_part(run_dir: str | Path, part: str) -> Path:
+    """A training run's `part` folder ("inference", "renderer"): the run's own (written when it
+    ended), else the newest complete checkpoint's."""
+    run = Path(run_dir)
+    if (run / part / "model.safetensors").is_file():
+        return run / part
+    found = list_checkpoints(run)
+    if not found:
+        raise FileNotFoundError(
+            f"{run} holds no {part}/ and no complete checkpoint (expected {run}/checkpoints/checkpoint-N)"
+        )
+    return found[-1] / part
+
+
 def data_licence(dataset: str) -> tuple[str, str]:
     """(Hub licence id, sentence for the card) for a training data source."""
     if dataset == "synthfacs":

@@ -30,9 +30,14 @@ def part_centres(landmarks: Tensor) -> Tensor:
 
 def window_corners(landmarks: Tensor, window: int, image_size: int) -> Tensor:
     """B x P x 2 (x, y) integer top-left corners of each part's window, kept inside the image."""
+    return _corners_around(part_centres(landmarks), window, image_size)
+
+
+def _corners_around(centres: Tensor, window: int, image_size: int) -> Tensor:
+    """Integer top-left corners of windows centred on centres (... x 2 px), kept inside the image."""
     if not 0 < window <= image_size:
         raise ValueError(f"window must be in (0, {image_size}], got {window}")
-    return (part_centres(landmarks) - window / 2).round().clamp(0, image_size - window).long()
+    return (centres - window / 2).round().clamp(0, image_size - window).long()
 
 
 def nearest_part(landmarks: Tensor, image_size: int) -> Tensor:
@@ -67,7 +72,7 @@ def share_window_corners(shares: Tensor, landmarks: Tensor, window: int) -> Tens
 
     centres = torch.stack([middle(cols), middle(rows)], -1)
     centres = torch.where(rows.any(-1, keepdim=True), centres, part_centres(landmarks))
-    return ((centres + 0.5) - window / 2).round().clamp(0, size - window).long()
+    return _corners_around(centres + 0.5, window, size)
 
 
 def window_interiors(corners: Tensor, window: int, size: int, margin: int = WINDOW_MARGIN) -> Tensor:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .flow import flow_stretch, polygon_coverage
 from .landmark_guides import JAW, LEFT_BROW, LEFT_EYE, OUTER_LIPS, RIGHT_BROW, RIGHT_EYE
-from .part_windows import nearest_part, window_corners, window_interiors
+from .part_windows import part_shares, window_corners, window_interiors
 
 MOUTH_MARGINS = (2, 7)  # px at 128 px: the lips' polygon is widened by a random margin in this range (training)
 EYE_MARGIN = 3  # px at 128 px: beyond the eye's opening, the lids' skin
@@ -143,7 +143,7 @@ def window_masks_of(
     whose mask is empty everywhere take `fallback` (masks and part indices, window_training_masks)."""
     b, image_size = masks.shape[0], masks.shape[-1]
     inside = window_interiors(window_corners(landmarks, window, image_size), window, image_size, margin=0)
-    shares = masks * nearest_part(landmarks, image_size) * inside  # B x P x S x S
+    shares = part_shares(masks, landmarks) * inside  # B x P x S x S
     weights = (shares.flatten(2).amax(2) > 0).float() * torch.tensor(WINDOW_PART_RATES, device=masks.device)
     empty = weights.sum(1) == 0
     picks = torch.multinomial(weights + empty[:, None].float(), 1, generator=generator).squeeze(1)

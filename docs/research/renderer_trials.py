@@ -26,7 +26,7 @@ from PIL import Image
 
 from wemgan import WEMGAN
 from wemgan.evaluate import load_test_data
-from wemgan.export import list_checkpoints
+from wemgan.export import newest_part
 from wemgan.metrics.realism import realism
 from wemgan.metrics.reconstruction import to_uint8
 from wemgan.render_masks import brow_band_masks, eye_masks, mouth_mask
@@ -42,15 +42,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--faces", type=int, default=192, help="faces a side for realism (2x this are read)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     return p.parse_args()
-
-
-def renderer_folder(run: Path) -> Path:
-    if (run / "renderer" / "model.safetensors").is_file():
-        return run / "renderer"
-    found = list_checkpoints(run)
-    if not found:
-        raise SystemExit(f"{run} holds no renderer")
-    return found[-1] / "renderer"
 
 
 def composed(folder: Path, out: Path) -> WEMGAN:
@@ -76,7 +67,7 @@ def main(args: argparse.Namespace) -> None:
                             ["accuracy"] for name in editor_only for region in ("face", "mouth")}  # fmt: skip
     for spec in args.runs:
         name, _, run = spec.partition("=")
-        folder = renderer_folder(Path(run))
+        folder = newest_part(run, "renderer")
         model = composed(folder, args.out / f"model-{name}")
         with torch.no_grad():
             landmarks = model.editor.landmark_regressor(first).float()
