@@ -109,6 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--render_masks", default="random", choices=["random", "edits"], help="render: the blanked regions: random "
         "parts (mouth, eyes, brows, blobs), or what the landmark editor of --landmark_regressor (a model folder) "
         "would redraw when the face takes another face's expression (render_masks.edit_mask)")  # fmt: skip
+    add("--render_centre_colour", action="store_true", help="render: draw relative to the mean colour of the "
+        "pixels the renderer sees (blind to a photo's colour cast; RendererConfig.centre_colour)")  # fmt: skip
     add("--lambda_high_frequency", type=float, default=30.0, help="render: masked L1 of the Haar detail")
     add("--lambda_adversarial", type=float, default=0.1, help="render: weight of D_I and D_H (0: no critics)")
     add(
@@ -212,7 +214,7 @@ def network_config(args: argparse.Namespace) -> GeneratorConfig | RendererConfig
     """The trained network's configuration (wemgan.config) from the command line."""
     if args.objective == "render":
         return RendererConfig(args.base_channels, args.max_channels, args.skip_levels, args.upsample,
-                              args.render_window, args.render_guide)  # fmt: skip
+                              args.render_window, args.render_guide, args.render_centre_colour)  # fmt: skip
     return GeneratorConfig(args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
                            upsample=args.upsample)  # fmt: skip
 

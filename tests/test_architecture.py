@@ -207,6 +207,24 @@ def test_the_renderer_changes_nothing_outside_its_mask_and_nothing_for_an_empty_
         renderer(x, hard[:, :, :64], landmarks, aus)
 
 
+def test_a_colour_centred_renderer_moves_its_drawing_with_the_colour_of_what_it_sees():
+    torch.manual_seed(0)
+    renderer = Renderer(RendererConfig(base_channels=8, max_channels=16, centre_colour=True)).eval()
+    x = torch.rand(1, 3, 128, 128) - 0.5
+    landmarks = torch.rand(1, 68, 2) * 80 + 24
+    mask = (training_masks(landmarks, 128, torch.Generator().manual_seed(0)) == 1).float()
+    cast = torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1)  # a tinted photo of the same face
+    aus = torch.zeros(1, 17)
+    out, tinted = renderer(x, mask, landmarks, aus), renderer(x + cast, mask, landmarks, aus)
+    inside = ((mask > 0) & (out.abs() < 1) & ((out + cast).abs() < 1)).expand_as(out)  # where no clamp cut it
+    assert torch.allclose((tinted - out)[inside], cast.expand_as(out)[inside], atol=1e-5)
+    assert torch.equal(tinted * (1 - mask), (x + cast) * (1 - mask))
+    plain = Renderer(RendererConfig(base_channels=8, max_channels=16)).eval()
+    plain.load_state_dict(renderer.state_dict())  # the same weights, blind to nothing
+    shift = plain(x + cast, mask, landmarks, aus) - plain(x, mask, landmarks, aus)
+    assert not torch.allclose(shift, cast * mask, atol=1e-3)
+
+
 def test_windows_are_cut_and_pasted_back_exactly_and_each_pixel_has_one_part():
     landmarks = drawn_face_landmarks().expand(2, -1, -1).clone()
     landmarks[1] += 30  # a face near the corner: its windows stay inside the image

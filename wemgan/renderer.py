@@ -7,7 +7,11 @@ Generator (Table 1: encoder-decoder, multi-AU fusion, Haar high-frequency skips)
 the masked face, the mask and the target landmarks drawn as contours; the AUs enter at the
 bottleneck as in the paper. It learns by masked reconstruction of real faces (nothing to fool):
     out = x (1 - M) + G([x (1 - M), M, contours(L)], u) M
-so the pixels outside M are the input's own, and an empty mask is no change at all.
+so the pixels outside M are the input's own, and an empty mask is no change at all. With
+config.centre_colour it draws relative to the mean colour m of the pixels it sees,
+    out = x (1 - M) + clamp(m + 2 G([(x - m)(1 - M), M, contours(L)], u), -1, 1) M,
+so a photo's colour cast (saturated or tinted skin that the training faces lack) reaches the
+network as it would on a training face, and comes back on what it draws.
 
 PartRenderer is the windowed variant: the same Renderer, at a window's size, drawing the mask
 inside a window around the mouth and each eye (wemgan.part_windows), at the face's resolution.
@@ -48,6 +52,7 @@ class Renderer(nn.Module):
         config = (config or RendererConfig()).validate(image_size)
         self.image_size, self.face_size = image_size, face_size or image_size
         self.draw_guide = GUIDES[config.guide]  # the landmarks as contour lines or as heatmaps
+        self.centre_colour = config.centre_colour
         self.generator = Generator(
             num_aus, config.base_channels, config.max_channels, config.skip_levels, image_size=image_size,
             upsample=config.upsample, guide_channels=1 + NUM_CONTOUR_CHANNELS,
@@ -64,8 +69,19 @@ class Renderer(nn.Module):
         mask = mask.to(x.dtype)
         kept = x * (1 - mask)
         guide = torch.cat([mask, self.draw_guide(landmarks, x.shape[-1], self.face_size).to(x.dtype)], 1)
-        drawn = self.generator(kept, aus, guide=guide)
+        if not self.centre_colour:
+            return kept + mask * self.generator(kept, aus, guide=guide)
+        mean = visible_mean_colour(x, mask)
+        # twice the tanh's range: black lips' inside and white teeth stay within reach of any mean
+        drawn = (mean + 2 * self.generator((x - mean) * (1 - mask), aus, guide=guide)).clamp(-1, 1)
         return kept + mask * drawn
+
+
+def visible_mean_colour(x: Tensor, mask: Tensor) -> Tensor:
+    """B x 3 x 1 x 1: each image's mean colour over the pixels the mask leaves (weighted by 1 - mask);
+    0 (mid grey) where the mask blanks everything."""
+    visible = 1 - mask
+    return (x * visible).sum((2, 3), keepdim=True) / visible.sum((2, 3), keepdim=True).clamp_min(1e-6)
 
 
 class PartRenderer(nn.Module):
