@@ -111,6 +111,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "would redraw when the face takes another face's expression (render_masks.edit_mask)")  # fmt: skip
     add("--render_centre_colour", action="store_true", help="render: draw relative to the mean colour of the "
         "pixels the renderer sees (blind to a photo's colour cast; RendererConfig.centre_colour)")  # fmt: skip
+    add("--init_renderer", default=None, metavar="DIR", help="render: a new run starts from this trained renderer "
+        "(a run's or a checkpoint's renderer/ folder) with fresh critics and optimisers; its steps and CPU hours "
+        "count into the new run's record (a run resumed from a checkpoint ignores it)")  # fmt: skip
     add("--lambda_high_frequency", type=float, default=30.0, help="render: masked L1 of the Haar detail")
     add("--lambda_adversarial", type=float, default=0.1, help="render: weight of D_I and D_H (0: no critics)")
     add(
@@ -194,6 +197,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--objective render reads the faces' landmarks: add --landmark_regressor hub/default")
     if args.objective == "render" and args.estimator_path:
         p.error("--objective render trains the Renderer alone: no --estimator_path")
+    if args.init_renderer and args.objective != "render":
+        p.error("--init_renderer starts a renderer: it needs --objective render")
     if args.objective == "render" and (args.skip_kind != "haar" or args.au_fusion != "multi"):
         p.error("--objective render: the Renderer has the paper's Haar skips and multi-AU fusion (no --skip_kind, "
                 "--au_fusion)")  # fmt: skip
@@ -264,6 +269,24 @@ def load_mask_editor(folder: str) -> LandmarkEditor:
         raise ValueError(f"--render_masks edits needs a landmark editor's model folder, such as hub/default; "
                          f"{folder} holds {model.model_config.kind}")  # fmt: skip
     return model.editor.requires_grad_(False).eval()
+
+
+def init_renderer(args: argparse.Namespace, renderer: torch.nn.Module, ema: AveragedModel | None) -> dict:
+    """Loads --init_renderer's weights into the renderer (and its EMA); returns the CPU-hours and
+    steps it had trained, which the new run's record carries on."""
+    folder = Path(args.init_renderer)
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"--init_renderer {folder} holds no renderer: give a run's or a checkpoint's renderer/ "
+                                "folder (model.safetensors + config.json from --objective render)")  # fmt: skip
+    record = json.loads((folder / "config.json").read_text())
+    if RendererConfig(**record["config"]) != network_config(args):
+        raise ValueError(f"--init_renderer {folder} is a renderer of {record['config']}, this run trains "
+                         f"{asdict(network_config(args))}: give the same widths and --render_* flags")  # fmt: skip
+    weights = safetensors.torch.load_file(str(folder / "model.safetensors"))
+    renderer.load_state_dict(weights)
+    if ema is not None:
+        ema.module.load_state_dict(weights)
+    return {"cpu_hours": float(record.get("cpu_hours", 0.0)), "steps_before": int(record.get("steps", 0))}
 
 
 def inference_model(args: argparse.Namespace, generator: torch.nn.Module, estimator: torch.nn.Module, step: int):
@@ -430,11 +453,17 @@ def main(args: argparse.Namespace) -> None:
         path = Path(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
         if path is not None and not (path / "train_state.json").is_file():
             raise FileNotFoundError(f"{path} is not a complete checkpoint (no train_state.json)")
+    before = {"cpu_hours": 0.0, "steps_before": 0}  # what the trained network had before this run's steps
     if path is not None:
         accelerator.load_state(str(path))
-        step = json.loads((path / "train_state.json").read_text())["step"]
-        last_checkpoint = path
+        saved = json.loads((path / "train_state.json").read_text())
+        step, last_checkpoint = saved["step"], path
+        before = {"cpu_hours": saved.get("cpu_hours", 0.0), "steps_before": saved.get("steps_before", 0)}
         accelerator.print(f"resumed from {path} at step {step}")
+    elif args.init_renderer:
+        before = init_renderer(args, accelerator.unwrap_model(nets["renderer"]), ema)
+        accelerator.print(f"renderer initialised from {args.init_renderer} ({before['steps_before']} steps, "
+                          f"{before['cpu_hours']:.2f} CPU-hours)")  # fmt: skip
     if accelerator.is_main_process:
         accelerator.init_trackers("wemgan", config={k: v for k, v in args.config.items()
                                                     if isinstance(v, int | float | str | bool)})  # fmt: skip
@@ -449,6 +478,11 @@ def main(args: argparse.Namespace) -> None:
 
     def out_of_cpu_time() -> bool:
         return args.max_cpu_minutes is not None and time.process_time() - cpu_at_start > 60 * args.max_cpu_minutes
+
+    def train_state() -> dict:
+        """The step and how long the trained network has trained, in CPU-hours of this process."""
+        cpu_hours = before["cpu_hours"] + (time.process_time() - cpu_at_start) / 3600
+        return {"step": step, "cpu_hours": round(cpu_hours, 4), "steps_before": before["steps_before"]}
 
     while step < total_steps:
         epoch, skip = divmod(step, steps_per_epoch)
@@ -500,9 +534,9 @@ def main(args: argparse.Namespace) -> None:
                 else:
                     _write_samples(accelerator, output_dir, ema or generator, sample_faces, sample_aus, step)
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
-                last_checkpoint = _save_checkpoint(accelerator, args, output_dir, nets, ema, estimator, step)
+                last_checkpoint = _save_checkpoint(accelerator, args, output_dir, nets, ema, estimator, train_state())
             if args.export_every and step % args.export_every == 0:
-                _export(accelerator, args, output_dir / "hub", nets, ema, estimator, step)
+                _export(accelerator, args, output_dir / "hub", nets, ema, estimator, train_state())
             if step >= total_steps or out_of_cpu_time():
                 break
         if out_of_cpu_time():
@@ -516,8 +550,8 @@ def main(args: argparse.Namespace) -> None:
     if accelerator.is_main_process:
         _append_jsonl(output_dir / "metrics.jsonl", {"step": step, "replicas_in_sync": in_sync})
     if last_checkpoint is None or last_checkpoint.name != f"checkpoint-{step}":
-        _save_checkpoint(accelerator, args, output_dir, nets, ema, estimator, step)
-    folder = _export(accelerator, args, output_dir / "hub", nets, ema, estimator, step)
+        _save_checkpoint(accelerator, args, output_dir, nets, ema, estimator, train_state())
+    folder = _export(accelerator, args, output_dir / "hub", nets, ema, estimator, train_state())
     if accelerator.is_main_process and args.push_to_hub:
         print(f"pushed: {push_folder(folder, args.push_to_hub)}")
     accelerator.wait_for_everyone()
@@ -754,8 +788,9 @@ def _write_render_samples(accelerator, output_dir: Path, renderer, landmark_read
     save_atomic_png(grid, output_dir / "samples" / f"step-{step:07d}.png")
 
 
-def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, estimator, step: int) -> Path:
+def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, estimator, state: dict) -> Path:
     """accelerate state + the inference model, written under a .tmp name and renamed when complete."""
+    step = state["step"]
     final = output_dir / "checkpoints" / f"checkpoint-{step}"
     staging = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process:
@@ -764,9 +799,9 @@ def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, estimator, 
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging))
     if accelerator.is_main_process:
-        (staging / "train_state.json").write_text(json.dumps({"step": step}))
+        (staging / "train_state.json").write_text(json.dumps(state))
         if args.objective == "render":
-            _save_renderer(accelerator, args, nets, ema, staging / "renderer", step)
+            _save_renderer(accelerator, args, nets, ema, staging / "renderer", state)
         else:
             _inference_from(accelerator, args, nets, ema, estimator, step).save_pretrained(staging / "inference")
         shutil.rmtree(final, ignore_errors=True)
@@ -782,23 +817,25 @@ def _inference_from(accelerator, args, nets, ema, estimator, step: int) -> WEMGA
     return inference_model(args, generator, accelerator.unwrap_model(estimator), step)
 
 
-def _save_renderer(accelerator, args, nets, ema, folder: Path, step: int) -> None:
+def _save_renderer(accelerator, args, nets, ema, folder: Path, state: dict) -> None:
     """The trained Renderer (its EMA if kept): model.safetensors + config.json (its constructor
     arguments and how it was trained), what hub/export.py composes with the landmark editor."""
     renderer = ema.module if ema is not None else accelerator.unwrap_model(nets["renderer"])
     folder.mkdir(parents=True, exist_ok=True)
     config = asdict(network_config(args))  # RendererConfig fields
-    state = {k: v.detach().cpu().contiguous() for k, v in renderer.state_dict().items()}
-    safetensors.torch.save_file(state, str(folder / "model.safetensors"))
-    record = {"config": config, "image_size": renderer.image_size, "steps": step, "command": args.command,
+    weights = {k: v.detach().cpu().contiguous() for k, v in renderer.state_dict().items()}
+    safetensors.torch.save_file(weights, str(folder / "model.safetensors"))
+    record = {"config": config, "image_size": renderer.image_size, "steps": state["steps_before"] + state["step"],
+              "cpu_hours": state["cpu_hours"], "command": args.command, "init_renderer": args.init_renderer,
               "dataset": str(args.dataset)}  # fmt: skip
     (folder / "config.json").write_text(json.dumps(record, indent=2))
 
 
-def _export(accelerator, args, folder: Path, nets, ema, estimator, step: int) -> Path:
+def _export(accelerator, args, folder: Path, nets, ema, estimator, state: dict) -> Path:
+    step = state["step"]
     if args.objective == "render":  # the renderer alone: hub/export.py composes it with the editor
         if accelerator.is_main_process:
-            _save_renderer(accelerator, args, nets, ema, folder.with_name("renderer"), step)
+            _save_renderer(accelerator, args, nets, ema, folder.with_name("renderer"), state)
             print(f"renderer: {folder.with_name('renderer')}")
         accelerator.wait_for_everyone()
         return folder.with_name("renderer")

@@ -246,7 +246,8 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     record = json.loads((out / "renderer" / "config.json").read_text())
     assert record["steps"] == 2 and record["dataset"] == "synthfacs" and "--objective render" in record["command"]
     assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize", window=0,
-                                 guide="contours")  # fmt: skip
+                                 guide="contours", centre_colour=False)  # fmt: skip
+    assert 0 < record["cpu_hours"] < 1 and record["init_renderer"] is None
     assert record["image_size"] == 128
     renderer = Renderer(RendererConfig(**record["config"]))
     renderer.load_state_dict(load_file(out / "renderer" / "model.safetensors"))  # strict: the whole Renderer
@@ -264,6 +265,7 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
     resumed = json.loads((out / "checkpoints" / "checkpoint-4" / "renderer" / "config.json").read_text())
     assert resumed["steps"] == 4 and json.loads((out / "renderer" / "config.json").read_text())["steps"] == 4
+    assert resumed["cpu_hours"] > record["cpu_hours"]  # CPU time adds up over resumes
     before = load_file(checkpoint / "renderer" / "model.safetensors")
     after = load_file(out / "renderer" / "model.safetensors")
     assert set(before) == set(after) and not all(torch.equal(before[k], after[k]) for k in before)  # trained on
@@ -279,6 +281,7 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     # hub/export.py composes it with the landmark editor into one model
     composed = composed_with_editor(out / "renderer", tmp_path / "composed")
     assert composed.model_config.kind == "editor+renderer" and composed.provenance["renderer"]["steps"] == 4
+    assert "It trained for 4 steps, 0.0 CPU-hours" in (tmp_path / "composed" / "README.md").read_text()
     assert all(torch.equal(v, composed.renderer.state_dict()[k]) for k, v in after.items())
 
 
@@ -291,13 +294,30 @@ def test_render_objective_without_critics(tmp_path):
     assert "r/adversarial" not in logged[0] and not any(k.startswith("d_") for k in logged[0])
     assert (out / "renderer" / "model.safetensors").is_file()
 
+    # a new run (a new machine, its checkpoints gone) goes on from the trained renderer
+    first = json.loads((out / "renderer" / "config.json").read_text())
+    started = tmp_path / "started"
+    result = train(started, "--objective", "render", "--landmark_regressor", "hub/default", "--lambda_adversarial",
+                   "0", "--max_train_steps", "1", "--learning_rate", "0", "--ema_decay", "0.9", "--init_renderer",
+                   str(out / "renderer"))  # fmt: skip
+    assert f"renderer initialised from {out / 'renderer'} (2 steps" in result.stdout + result.stderr
+    record = json.loads((started / "renderer" / "config.json").read_text())
+    assert record["steps"] == 3 and record["cpu_hours"] > first["cpu_hours"]
+    assert record["init_renderer"] == str(out / "renderer")
+    before, after = (load_file(run / "renderer" / "model.safetensors") for run in (out, started))
+    assert all(torch.equal(before[k], after[k]) for k in before)  # learning rate 0: the weights it started from
+    wider = train(tmp_path / "wider", "--objective", "render", "--landmark_regressor", "hub/default",
+                  "--max_train_steps", "1", "--base_channels", "16", "--init_renderer", str(out / "renderer"),
+                  check=False)  # fmt: skip
+    assert wider.returncode != 0 and "give the same widths" in wider.stderr
+
 
 def test_a_windowed_renderer_trains_on_its_windows_and_composes(tmp_path):
     out = tmp_path / "windows"
     train(out, "--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "64",
-          "--render_masks", "edits", "--max_train_steps", "2")  # fmt: skip
+          "--render_masks", "edits", "--render_centre_colour", "--max_train_steps", "2")  # fmt: skip
     record = json.loads((out / "renderer" / "config.json").read_text())
-    assert record["config"]["window"] == 64 and record["image_size"] == 128
+    assert record["config"]["window"] == 64 and record["config"]["centre_colour"] and record["image_size"] == 128
     logged = metrics(out)
     assert {"r/rec", "r/adversarial", "d_image/gp", "d_high/gp"} <= set(logged[0])  # critics on 64-px windows
     composed = composed_with_editor(out / "renderer", tmp_path / "composed")

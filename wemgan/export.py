@@ -130,7 +130,7 @@ def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> s
         "## Training",
         "",
         *([EDITOR_NOTE, ""] if model.editor is not None else []),
-        *([RENDERER_NOTE, ""] if model.renderer is not None else []),
+        *([RENDERER_NOTE, renderer_time(info.get("renderer", {})), ""] if model.renderer is not None else []),
         *(f"- **{key}**: `{value}`" for key, value in sorted(info.items()) if key != "config"),
     ]
     if "config" in info:
@@ -139,6 +139,14 @@ def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> s
     for title, body in (extra_sections or {}).items():
         lines += ["", f"## {title}", "", body]
     return "\n".join(lines) + "\n"
+
+
+def renderer_time(record: dict) -> str:
+    """How long the renderer trained, from its training record (train_accelerate.py --objective render)."""
+    if "cpu_hours" not in record:
+        return "Its training time was not recorded."
+    return (f"It trained for {record['steps']} steps, {record['cpu_hours']:.1f} CPU-hours (one process's CPU time, "
+            f"summed over resumes and `--init_renderer` starts).")  # fmt: skip
 
 
 def _yaml_line(key: str, value: Any) -> str:
