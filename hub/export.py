@@ -23,6 +23,12 @@ run wrote (RUN/renderer or a checkpoint's renderer/ folder).
     python hub/export.py --editor --regressor hub/default --estimator hub/default --motion-strength 0.75 \
         --renderer ../runs/render/renderer --dtype float16 --out DIR
 
+--renderer alone (no RUN, no --editor) writes the trained Renderer by itself, with a card: the
+folder a later run goes on from (train_accelerate.py --init_renderer DIR), and that --editor
+--renderer composes.
+
+    python hub/export.py --renderer ../runs/render/renderer --dtype float16 --out hub/renderer-candidate
+
 An existing Hub folder given as RUN is written again in today's format (a folder of before
 2026-12-06 is converted on loading, wemgan.legacy): its edits do not change.
 """
@@ -31,6 +37,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,7 +50,15 @@ from wemgan import WEMGAN
 from wemgan.au_training import load_trained_estimator
 from wemgan.config import EditorConfig
 from wemgan.editor import LandmarkEditor
-from wemgan.export import model_card, model_config, newest_part, write_hub_folder
+from wemgan.export import (
+    RENDERER_NOTE,
+    data_licence,
+    model_card,
+    model_config,
+    newest_part,
+    renderer_time,
+    write_hub_folder,
+)
 from wemgan.landmark_appearance import packaged_record
 from wemgan.landmark_fit import load_landmark_regressor
 from wemgan.landmark_motion import motion_record
@@ -64,17 +81,20 @@ def parse_args() -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--editor", action="store_true", help="build the landmark editor's model from its fits")
     parser.add_argument("--regressor", type=Path, default=None, metavar="DIR", help="--editor: the landmark regressor")
-    parser.add_argument("--renderer", type=Path, default=None, metavar="DIR", help="--editor: a trained Renderer")
+    parser.add_argument("--renderer", type=Path, default=None, metavar="DIR",
+                        help="a trained Renderer: composed with --editor, or written alone")  # fmt: skip
     parser.add_argument("--motion-strength", type=float, default=1.0, metavar="S", help="--editor: in (0, 2]")
     parser.add_argument("--no-mouth-cavity", action="store_true", help="--editor: no drawn mouth")
     parser.add_argument("--no-appearance", action="store_true", help="--editor: no skin shading")
     args = parser.parse_args()
-    if args.editor == (args.run is not None):
-        parser.error("give either RUN (a run or model folder to export) or --editor (a model from the fits)")
+    renderer_alone = args.renderer is not None and not args.editor and args.run is None
+    if args.editor == (args.run is not None) and not renderer_alone:
+        parser.error("give either RUN (a run or model folder to export), --editor (a model from the fits) or "
+                     "--renderer alone (a trained renderer by itself)")  # fmt: skip
     if args.editor and (args.regressor is None or args.estimator is None):
         parser.error("--editor needs --regressor and --estimator (e.g. hub/default for both)")
-    if args.renderer is not None and not args.editor:
-        parser.error("--renderer composes with the landmark editor: add --editor")
+    if args.renderer is not None and args.run is not None:
+        parser.error("--renderer composes with the landmark editor (--editor) or is written alone: no RUN")
     if args.editor:
         editor = EditorConfig(args.motion_strength, not args.no_mouth_cavity, not args.no_appearance)
         try:
@@ -150,7 +170,48 @@ def load_renderer(folder: Path) -> tuple[dict, dict, dict]:
     return config, safetensors.torch.load_file(folder / "model.safetensors"), record
 
 
+def renderer_card(record: dict) -> str:
+    """The card of a Renderer written alone: what it is, how long it trained, how to use it."""
+    licence, data_text = data_licence(str(record.get("dataset", "unknown")))
+    return "\n".join([
+        "# WEM-GAN renderer (trained, not composed)", "",
+        RENDERER_NOTE, "", renderer_time(record), "",
+        "It is not a model by itself: `python hub/export.py --editor --regressor hub/default --estimator hub/default "
+        "--renderer THIS_FOLDER --out DIR` composes it with the landmark editor, and `train_accelerate.py "
+        "--objective render --init_renderer THIS_FOLDER` (with the flags of its command) trains it on.", "",
+        "## Training data", "", data_text, "", f"Licence: {licence}.", "",
+        "## Training record", "", "```json", json.dumps(record, indent=2, sort_keys=True), "```", "",
+    ])  # fmt: skip
+
+
+def write_renderer_folder(source: Path, out: Path, dtype: torch.dtype) -> Path:
+    """source's renderer (config.json record + weights in dtype) and its card, written atomically to out."""
+    _, state, record = load_renderer(source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        safetensors.torch.save_file(weights, str(staging / "model.safetensors"))
+        (staging / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+        (staging / "README.md").write_text(renderer_card(record))
+        for file in [staging, *staging.iterdir()]:
+            file.chmod(0o755 if file.is_dir() else 0o644)
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
 def main(args: argparse.Namespace) -> None:
+    if not args.editor and args.run is None:  # --renderer alone
+        out = write_renderer_folder(args.renderer, args.out, DTYPES[args.dtype])
+        print(f"wrote {out} from {args.renderer}")
+        return
     if args.editor:
         model, source = editor_model(args), "the landmark fits"
     else:

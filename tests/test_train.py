@@ -294,20 +294,28 @@ def test_render_objective_without_critics(tmp_path):
     assert "r/adversarial" not in logged[0] and not any(k.startswith("d_") for k in logged[0])
     assert (out / "renderer" / "model.safetensors").is_file()
 
-    # a new run (a new machine, its checkpoints gone) goes on from the trained renderer
-    first = json.loads((out / "renderer" / "config.json").read_text())
+    # the renderer alone, in float16, with its card: what a new run (a new machine, its checkpoints
+    # gone) goes on from
+    candidate = tmp_path / "candidate"
+    subprocess.run([sys.executable, "hub/export.py", "--renderer", str(out / "renderer"), "--dtype", "float16",
+                    "--out", str(candidate)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    first = json.loads((candidate / "config.json").read_text())
+    assert first == json.loads((out / "renderer" / "config.json").read_text())
+    assert "It trained for 2 steps" in (candidate / "README.md").read_text()
+    halves = load_file(candidate / "model.safetensors")
+    assert all(v.dtype == torch.float16 for v in halves.values() if v.is_floating_point())
     started = tmp_path / "started"
     result = train(started, "--objective", "render", "--landmark_regressor", "hub/default", "--lambda_adversarial",
                    "0", "--max_train_steps", "1", "--learning_rate", "0", "--ema_decay", "0.9", "--init_renderer",
-                   str(out / "renderer"))  # fmt: skip
-    assert f"renderer initialised from {out / 'renderer'} (2 steps" in result.stdout + result.stderr
+                   str(candidate))  # fmt: skip
+    assert f"renderer initialised from {candidate} (2 steps" in result.stdout + result.stderr
     record = json.loads((started / "renderer" / "config.json").read_text())
     assert record["steps"] == 3 and record["cpu_hours"] > first["cpu_hours"]
-    assert record["init_renderer"] == str(out / "renderer")
-    before, after = (load_file(run / "renderer" / "model.safetensors") for run in (out, started))
-    assert all(torch.equal(before[k], after[k]) for k in before)  # learning rate 0: the weights it started from
+    assert record["init_renderer"] == str(candidate)
+    after = load_file(started / "renderer" / "model.safetensors")
+    assert all(torch.equal(halves[k].float(), after[k]) for k in halves)  # learning rate 0: where it started
     wider = train(tmp_path / "wider", "--objective", "render", "--landmark_regressor", "hub/default",
-                  "--max_train_steps", "1", "--base_channels", "16", "--init_renderer", str(out / "renderer"),
+                  "--max_train_steps", "1", "--base_channels", "16", "--init_renderer", str(candidate),
                   check=False)  # fmt: skip
     assert wider.returncode != 0 and "give the same widths" in wider.stderr
 
