@@ -63,6 +63,7 @@ from wemgan.landmark_appearance import packaged_record
 from wemgan.landmark_fit import load_landmark_regressor
 from wemgan.landmark_motion import motion_record
 
+ROOT = Path(__file__).resolve().parents[1]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -184,9 +185,16 @@ def renderer_card(record: dict) -> str:
     ])  # fmt: skip
 
 
+def without_machine_paths(text: str) -> str:
+    """text with each absolute path made relative to the repository (a shared folder keeps its
+    meaning beside any checkout; a machine's own paths never enter a folder meant for others)."""
+    return " ".join(os.path.relpath(word, ROOT) if os.path.isabs(word) else word for word in text.split(" "))
+
+
 def write_renderer_folder(source: Path, out: Path, dtype: torch.dtype) -> Path:
     """source's renderer (config.json record + weights in dtype) and its card, written atomically to out."""
     _, state, record = load_renderer(source)
+    record = {k: without_machine_paths(v) if isinstance(v, str) else v for k, v in record.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

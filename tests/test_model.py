@@ -205,7 +205,10 @@ def test_interpolation_is_bounded_and_streams(tiny_model, face_crop):
     assert np.array_equal(np.asarray(first), np.asarray(face_crop))
     rest = list(frames)
     assert len(rest) == 39
-    assert np.array_equal(np.asarray(rest[-1]), np.asarray(tiny_model.edit(face_crop, aus="Happy")))
+    # Frames run in batches; on some CPUs (AVX2 without AVX-512) a convolution's last bit depends on
+    # the batch size, which can move a pixel by one grey level after rounding.
+    last, edited = (np.asarray(image).astype(int) for image in (rest[-1], tiny_model.edit(face_crop, aus="Happy")))
+    assert np.abs(last - edited).max() <= 1 and (last != edited).mean() < 0.001
 
 
 def test_a_prepared_photo_edits_as_the_photo_does(tiny_model, face_crop):

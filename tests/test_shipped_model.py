@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from wemgan import WEMGAN, metrics
 from wemgan.demo import load_model
+from wemgan.renderer import PartRenderer
 
 DEFAULT = Path(__file__).resolve().parents[1] / "hub" / "default"
 FACES_AU = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-au"
@@ -109,3 +112,16 @@ def test_presets_move_held_out_faces_as_far_as_the_card_says(shipped):
         edits = as_uint8(shipped.edit(list(sources), aus=preset))
         _, effect = preset_references(preset, effects)[measure]
         assert geometry_fraction(geometry_changes(sources, edits), measure, effect) >= 0.5, preset
+
+
+def test_the_renderer_candidate_loads_composes_and_says_how_long_it_trained(shipped):
+    """hub/renderer-candidate: the renderer in training, which the next run goes on from."""
+    folder = DEFAULT.with_name("renderer-candidate")
+    text = (folder / "config.json").read_text()
+    record = json.loads(text)
+    composed = WEMGAN(editor=shipped._hub_mixin_config["editor"], renderer=record["config"],
+                      estimator=shipped._hub_mixin_config["estimator"])  # fmt: skip
+    assert isinstance(composed.renderer, PartRenderer)  # the design the trials chose: windows
+    composed.renderer.load_state_dict({k: v.float() for k, v in load_file(folder / "model.safetensors").items()})
+    assert record["cpu_hours"] > 0 and record["steps"] > 0 and '"/' not in text  # no machine paths
+    assert f"{record['cpu_hours']:.1f} CPU-hours" in (folder / "README.md").read_text()
