@@ -43,7 +43,7 @@ from wemgan.config import GeneratorConfig, RendererConfig
 from wemgan.data.datasets import load_training_data, pair_targets
 from wemgan.discriminators import HighFrequencyDiscriminator, ImageDiscriminator
 from wemgan.editor import LandmarkEditor
-from wemgan.export import list_checkpoints, model_card, push_folder, write_hub_folder
+from wemgan.export import list_checkpoints, model_card, push_folder, read_renderer_folder, write_hub_folder
 from wemgan.generator import Generator
 from wemgan.landmark_fit import load_landmark_regressor
 from wemgan.landmark_guides import draw_contours
@@ -274,15 +274,10 @@ def load_mask_editor(folder: str) -> LandmarkEditor:
 def init_renderer(args: argparse.Namespace, renderer: torch.nn.Module, ema: AveragedModel | None) -> dict:
     """Loads --init_renderer's weights into the renderer (and its EMA); returns the CPU-hours and
     steps it had trained, which the new run's record carries on."""
-    folder = Path(args.init_renderer)
-    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(f"--init_renderer {folder} holds no renderer: give a run's or a checkpoint's renderer/ "
-                                "folder (model.safetensors + config.json from --objective render)")  # fmt: skip
-    record = json.loads((folder / "config.json").read_text())
+    record, weights = read_renderer_folder(args.init_renderer)
     if RendererConfig(**record["config"]) != network_config(args):
-        raise ValueError(f"--init_renderer {folder} is a renderer of {record['config']}, this run trains "
+        raise ValueError(f"--init_renderer {args.init_renderer} is a renderer of {record['config']}, this run trains "
                          f"{asdict(network_config(args))}: give the same widths and --render_* flags")  # fmt: skip
-    weights = safetensors.torch.load_file(str(folder / "model.safetensors"))
     renderer.load_state_dict(weights)
     if ema is not None:
         ema.module.load_state_dict(weights)

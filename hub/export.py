@@ -38,8 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -56,7 +54,9 @@ from wemgan.export import (
     model_card,
     model_config,
     newest_part,
+    read_renderer_folder,
     renderer_time,
+    staged_folder,
     write_hub_folder,
 )
 from wemgan.landmark_appearance import packaged_record
@@ -164,11 +164,11 @@ def editor_model(args: argparse.Namespace) -> WEMGAN:
 def load_renderer(folder: Path) -> tuple[dict, dict, dict]:
     """(RendererConfig fields, state dict, training record) of a Renderer written by
     train_accelerate.py --objective render (model.safetensors + config.json)."""
-    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
-        raise SystemExit(f"{folder} holds no renderer (model.safetensors + config.json from --objective render)")
-    record = json.loads((folder / "config.json").read_text())
-    config = dict(record["config"])  # RendererConfig fields; WEMGAN validates them
-    return config, safetensors.torch.load_file(folder / "model.safetensors"), record
+    try:
+        record, weights = read_renderer_folder(folder)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
+    return dict(record["config"]), weights, record  # RendererConfig fields; WEMGAN validates them
 
 
 def renderer_card(record: dict) -> str:
@@ -195,23 +195,11 @@ def write_renderer_folder(source: Path, out: Path, dtype: torch.dtype) -> Path:
     """source's renderer (config.json record + weights in dtype) and its card, written atomically to out."""
     _, state, record = load_renderer(source)
     record = {k: without_machine_paths(v) if isinstance(v, str) else v for k, v in record.items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         safetensors.torch.save_file(weights, str(staging / "model.safetensors"))
         (staging / "config.json").write_text(json.dumps(record, indent=2) + "\n")
         (staging / "README.md").write_text(renderer_card(record))
-        for file in [staging, *staging.iterdir()]:
-            file.chmod(0o755 if file.is_dir() else 0o644)
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

@@ -12,9 +12,12 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 
 from .model import PAPER_URL, REPO_URL, WEMGAN
@@ -163,14 +166,23 @@ def write_hub_folder(
     dtype: store the weights in this dtype (e.g. torch.float16 to halve the size).
     An existing out_dir is replaced only once the new folder is complete.
     """
+    with staged_folder(out_dir) as staging:
+        source = model if dtype is None else _copy_as(model, dtype)
+        (staging / "README.md").write_text(card or model_card(model))  # written first: the mixin keeps it
+        source.save_pretrained(staging)
+    return Path(out_dir)
+
+
+@contextmanager
+def staged_folder(out_dir: str | Path) -> Iterator[Path]:
+    """A temporary sibling of out_dir to write a folder into. When the block ends without error it
+    replaces out_dir (an existing one only then); on an error it is removed and out_dir is kept."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
     try:
-        source = model if dtype is None else _copy_as(model, dtype)
-        (staging / "README.md").write_text(card or model_card(model))  # written first: the mixin keeps it
-        source.save_pretrained(staging)
+        yield staging
         for file in staging.iterdir():  # the Hub client writes its temp files owner-only
             file.chmod(0o644)
         if out_dir.exists():
@@ -183,7 +195,18 @@ def write_hub_folder(
             os.replace(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+
+
+def read_renderer_folder(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(training record, weights) of a Renderer folder that train_accelerate.py --objective render
+    (or hub/export.py --renderer) wrote: config.json (record["config"]: RendererConfig fields) and
+    model.safetensors."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{folder} holds no renderer: give a run's or a checkpoint's renderer/ folder "
+                                "(model.safetensors + config.json from --objective render)")  # fmt: skip
+    record = json.loads((folder / "config.json").read_text())
+    return record, safetensors.torch.load_file(str(folder / "model.safetensors"))
 
 
 def _copy_as(model: WEMGAN, dtype: torch.dtype) -> WEMGAN:
