@@ -594,8 +594,8 @@ def render_step(
     else:
         mask, parts = training_masks(landmarks, size, rng), None
     if mask_editor is not None:
-        moves, flow = mask_editor.motion(landmarks, pair_targets(u_x, rng) - u_x)
-        edited = edit_mask(landmarks, moves, flow, size)
+        moves, _ = mask_editor.motion(landmarks, pair_targets(u_x, rng) - u_x)
+        edited = edit_mask(landmarks, moves, size)
         if window:
             mask, parts = window_masks_of(edited, landmarks, window, rng, mask, parts)
         else:  # a face whose edit redraws nothing keeps its random mask

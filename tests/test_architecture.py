@@ -299,16 +299,21 @@ def test_the_part_renderer_draws_only_its_mask_inside_its_windows():
         PartRenderer(RendererConfig())
 
 
-def test_the_edit_mask_covers_what_moves_and_nothing_when_nothing_moves():
-    landmarks = drawn_face_landmarks()
-    moves = torch.zeros_like(landmarks)
-    flow = torch.zeros(1, 2, 32, 32)
-    assert edit_mask(landmarks, moves, flow, 128).sum() == 0
-    moves[0, 48:68, 1] = 3.0  # the mouth moves
-    mask = edit_mask(landmarks, moves, flow, 128)
-    mouth_rows = landmarks[0, 48:68, 1]
-    rows = torch.nonzero(mask[0, 0].amax(1) > 0).flatten().float()
-    assert len(rows) and rows.min() >= mouth_rows.min() - 6 and rows.max() <= mouth_rows.max() + 9  # and no eye
+def test_the_edit_mask_covers_what_the_edit_reveals_and_nothing_when_nothing_moves():
+    landmarks = drawn_face_landmarks()  # brows at y 40, upper lids near y 49, lips closed at y 94
+    still = torch.zeros_like(landmarks)
+    assert edit_mask(landmarks, still, 128).sum() == 0
+    opening = still.clone()
+    opening[0, [*range(55, 60), *range(65, 68)], 1] = 6.0  # the lower lip drops: the mouth opens
+    rows = torch.nonzero(edit_mask(landmarks, opening, 128)[0, 0].amax(1) > 0).flatten()
+    assert rows.min() >= 90 and rows.max() <= 104  # the inner mouth with its rim; not the chin, not the eyes
+    raised = still.clone()
+    raised[0, 17:27, 1] = -4.0  # both brows rise by 4 px
+    column = edit_mask(landmarks, raised, 128)[0, 0, :, 44]
+    assert column[41:48].all() and column[:39].sum() == 0 and column[49:].sum() == 0  # skin, not brow hair, not the eye
+    lowered = still.clone()
+    lowered[0, 17:27, 1] = 4.0  # a falling brow only squeezes skin: the warp's job
+    assert edit_mask(landmarks, lowered, 128).sum() == 0
 
 
 def test_an_editor_with_a_renderer_round_trips_and_keeps_no_change_exact(tmp_path, face_crop):

@@ -79,7 +79,9 @@ EDITOR_NOTE = (
 RENDERER_NOTE = (
     "**A trained Renderer draws what the motion reveals** (`renderer`): the paper's generator with a mask"
     " and the target landmarks' contours as extra inputs, trained by landmark-guided masked reconstruction"
-    " of real faces with D_I and D_H as critics (`train_accelerate.py --objective render`)."
+    " of real faces with D_I and D_H as critics (`train_accelerate.py --objective render`). It redraws only"
+    " what an edit reveals: the inside of the mouth when the lips move (teeth, tongue, lips closing over"
+    " teeth) and the bare skin under a rising brow; lips, lids and brows themselves are the warp's."
 )
 
 

@@ -12,14 +12,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .flow import flow_stretch, polygon_coverage
-from .landmark_guides import JAW, LEFT_BROW, LEFT_EYE, OUTER_LIPS, RIGHT_BROW, RIGHT_EYE
+from .flow import polygon_coverage
+from .landmark_guides import (
+    INNER_LIPS,
+    JAW,
+    LEFT_BROW,
+    LEFT_EYE,
+    OUTER_LIPS,
+    RIGHT_BROW,
+    RIGHT_EYE,
+    UPPER_LID_LEFT,
+    UPPER_LID_RIGHT,
+)
 from .part_windows import part_shares, window_corners, window_interiors
 
 MOUTH_MARGINS = (2, 7)  # px at 128 px: the lips' polygon is widened by a random margin in this range (training)
 EYE_MARGIN = 3  # px at 128 px: beyond the eye's opening, the lids' skin
 LID_HEIGHT = 2.2  # an eye's region is its opening stretched vertically by this factor about its centre: the lids
 BLOB_RADII = (5.0, 12.0)  # px at 128 px: cheek and jaw blobs (folds, dimples, a raised cheek)
+# Each upper lid (right, left) in the order that closes a polygon with its brow.
+BROW_SIDE_LIDS = (UPPER_LID_RIGHT[::-1], UPPER_LID_LEFT[::-1])
 # How often each part is blanked in a training sample (independently; at least one part per sample).
 PART_RATES = {"mouth": 0.6, "eyes": 0.3, "brows": 0.3, "blob": 0.3}
 
@@ -48,8 +60,10 @@ def eye_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
 def brow_band_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
     """Each brow with the skin between it and the upper lid (what a raised brow uncovers)."""
     margin = round(2 * image_size / 128)
-    right = torch.cat([landmarks[:, RIGHT_BROW], landmarks[:, [39, 38, 37, 36]]], 1)
-    left = torch.cat([landmarks[:, LEFT_BROW], landmarks[:, [45, 44, 43, 42]]], 1)
+    right, left = (
+        torch.cat([landmarks[:, brow], landmarks[:, lid]], 1)
+        for brow, lid in zip((RIGHT_BROW, LEFT_BROW), BROW_SIDE_LIDS, strict=True)
+    )
     return dilate(polygon_coverage(right, image_size), margin), dilate(polygon_coverage(left, image_size), margin)
 
 
@@ -152,41 +166,49 @@ def window_masks_of(
     return torch.where(empty.view(-1, 1, 1, 1), fallback, chosen), parts
 
 
-MOVED = 1.5  # px at 128 px: lips or brows that move less than this keep what the warp made of them
-OPENED = 1.0  # px at 128 px: an eye whose lids open or close by less than this keeps what the warp made
-STRETCHED = 0.25  # the warp magnifies the input by a third or more there: it smears, the renderer redraws
-EYE_LIDS = {0: ([37, 38], [41, 40]), 1: ([43, 44], [47, 46])}  # (upper, lower) lid points of each eye
+MOVED = 1.5  # px at 128 px: lips that move less than this, or a brow that rises less, keep what the warp made of them
+INNER_MARGIN = 2  # px at 128 px: the inner mouth widened by this takes in the lips' inner edge, where lips meet teeth
+BROW_HAIR = 4.0  # px at 128 px: how far below its landmarks a brow's hair reaches; bare skin starts there
+LID_CLEARANCE = 1.0  # px at 128 px: the brow's skin band stops this far above the upper lid (lashes and crease stay)
 
 
-def edit_mask(landmarks: Tensor, moves: Tensor, flow: Tensor, image_size: int) -> Tensor:
-    """Where the Renderer redraws an edit: what the edit reveals or reshapes, where it was and where
-    it goes: the mouth when its lips move by more than MOVED px, an eye with its lids when they open
-    or close by more than OPENED px (an eye that only shifts, as AU06 shifts it, is the warp's), a
-    brow's band down to its lid when the brow moves by more than MOVED px, and wherever the flow
-    stretches the face by more than STRETCHED. An edit that moves nothing gives an empty mask, so
-    the Renderer changes nothing."""
+def inner_mouth_mask(landmarks: Tensor, image_size: int) -> Tensor:
+    """The inner lip polygon: teeth, tongue and the mouth's dark inside (nothing for closed lips)."""
+    return polygon_coverage(landmarks[:, INNER_LIPS], image_size)
+
+
+def brow_skin_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
+    """Each brow's band of bare skin: from BROW_HAIR px below the brow to LID_CLEARANCE px above its upper lid."""
+    scale = image_size / 128
+    below_brow = torch.tensor([0.0, BROW_HAIR * scale], device=landmarks.device)
+    above_lid = torch.tensor([0.0, LID_CLEARANCE * scale], device=landmarks.device)
+    bands = [
+        polygon_coverage(torch.cat([landmarks[:, brow] + below_brow, landmarks[:, lid] - above_lid], 1), image_size)
+        for brow, lid in zip((RIGHT_BROW, LEFT_BROW), BROW_SIDE_LIDS, strict=True)
+    ]
+    return bands[0], bands[1]
+
+
+def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int) -> Tensor:
+    """Where the Renderer redraws an edit: what the edit reveals, which a warp cannot draw.
+
+    The warp moves lips, lids and brows well and keeps their colours (a renderer that redraws a
+    whole part must guess them: grey lips, tinted irises, erased brows; docs/research/renderer.md,
+    2026-12-06). What it cannot draw is what was hidden:
+    - the inside of the mouth when the lips part (teeth, tongue, the dark cavity) and the lips
+      that close over teeth: the inner mouth where it was and where it goes, INNER_MARGIN px wider,
+      when the lips move by more than MOVED px;
+    - the skin a rising brow uncovers: the band between the brow (where it goes) and its upper lid,
+      when the brow rises by more than MOVED px. A brow that falls only squeezes skin, which the
+      warp does well.
+    An edit that moves nothing gives an empty mask, so the Renderer changes nothing.
+    landmarks, moves: B x 68 x 2 px."""
     target = landmarks + moves
     scale = image_size / 128
-    distance = moves.norm(dim=-1) / scale  # B x 68, px at 128 px
-
-    def moved(points: list[int]) -> Tensor:
-        return (distance[:, points].amax(1) > MOVED).float().view(-1, 1, 1, 1)
-
-    def opened(upper: list[int], lower: list[int]) -> Tensor:
-        change = (moves[:, lower] - moves[:, upper]).norm(dim=-1).amax(1) / scale  # how far the lids part or meet
-        return (change > OPENED).float().view(-1, 1, 1, 1)
-
-    mask = moved(OUTER_LIPS + list(range(60, 68))) * torch.maximum(
-        mouth_mask(landmarks, image_size, 3.0), mouth_mask(target, image_size, 3.0)
-    )
-    # Where each part was and where it goes, both eyes and both brows at once.
-    eyes = [torch.maximum(a, b) for a, b in zip(eye_masks(landmarks, image_size), eye_masks(target, image_size),
-                                                strict=True)]  # fmt: skip
-    brows = [torch.maximum(a, b) for a, b in zip(brow_band_masks(landmarks, image_size),
-                                                 brow_band_masks(target, image_size), strict=True)]  # fmt: skip
-    for side, brow in ((0, RIGHT_BROW), (1, LEFT_BROW)):
-        mask = torch.maximum(mask, opened(*EYE_LIDS[side]) * eyes[side])
-        mask = torch.maximum(mask, moved(brow) * brows[side])
-    stretched = (flow_stretch(flow.float(), image_size) > STRETCHED).float()
-    stretched = nn.functional.interpolate(stretched, size=(image_size, image_size), mode="nearest")
-    return torch.maximum(mask, dilate(stretched, round(2 * scale)))
+    lips_move = (moves[:, OUTER_LIPS + INNER_LIPS].norm(dim=-1).amax(1) / scale > MOVED).float().view(-1, 1, 1, 1)
+    inner = torch.maximum(inner_mouth_mask(landmarks, image_size), inner_mouth_mask(target, image_size))
+    mask = lips_move * dilate(inner, round(INNER_MARGIN * scale))
+    for brow, skin in zip((RIGHT_BROW, LEFT_BROW), brow_skin_masks(target, image_size), strict=True):
+        rises = ((-moves[:, brow, 1]).amax(1) / scale > MOVED).float().view(-1, 1, 1, 1)  # image y points down
+        mask = torch.maximum(mask, rises * skin)
+    return mask
