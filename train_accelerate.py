@@ -594,7 +594,7 @@ def render_step(
     else:
         mask, parts = training_masks(landmarks, size, rng), None
     if mask_editor is not None:
-        moves, _ = mask_editor.motion(landmarks, pair_targets(u_x, rng) - u_x)
+        moves = mask_editor.landmark_moves(landmarks, pair_targets(u_x, rng) - u_x)
         edited = edit_mask(landmarks, moves, size)
         if window:
             mask, parts = window_masks_of(edited, landmarks, window, rng, mask, parts)

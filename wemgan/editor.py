@@ -95,11 +95,16 @@ class LandmarkEditor(nn.Module):
         return editor
 
     @torch.no_grad()
+    def landmark_moves(self, landmarks: Tensor, u_rel: Tensor) -> Tensor:
+        """B x 68 x 2 px: where each landmark of faces with these landmarks (B x 68 x 2 px) goes for
+        relative AUs u_rel (B x 17), without the warp (what the Renderer's masks need)."""
+        basis = self.motion_basis.float() * self.motion_strength
+        return landmark_displacements(landmarks.float(), u_rel.float(), basis)
+
     def motion(self, landmarks: Tensor, u_rel: Tensor) -> tuple[Tensor, Tensor]:
         """(moves B x 68 x 2 px, flow B x 2 x S x S) of faces with these landmarks (B x 68 x 2 px) for
         relative AUs u_rel (B x 17): where each landmark goes, and the warp that takes it there."""
-        basis = self.motion_basis.float() * self.motion_strength
-        moves = landmark_displacements(landmarks.float(), u_rel.float(), basis)
+        moves = self.landmark_moves(landmarks, u_rel)
         if self.mouth_cavity:  # a full-size flow with a cut between the lips
             return moves, parted_lips_flow(landmarks.float(), moves, self.image_size, self.flow_resolution)
         return moves, motion_flow(landmarks.float(), moves, self.image_size, self.flow_resolution)
