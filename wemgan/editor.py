@@ -101,6 +101,7 @@ class LandmarkEditor(nn.Module):
         basis = self.motion_basis.float() * self.motion_strength
         return landmark_displacements(landmarks.float(), u_rel.float(), basis)
 
+    @torch.no_grad()
     def motion(self, landmarks: Tensor, u_rel: Tensor) -> tuple[Tensor, Tensor]:
         """(moves B x 68 x 2 px, flow B x 2 x S x S) of faces with these landmarks (B x 68 x 2 px) for
         relative AUs u_rel (B x 17): where each landmark goes, and the warp that takes it there."""
