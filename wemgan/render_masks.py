@@ -57,14 +57,26 @@ def eye_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
     return masks[0], masks[1]
 
 
+def brow_to_lid_masks(
+    landmarks: Tensor, image_size: int, below_brow: float = 0.0, above_lid: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """Each side's polygon from its brow, moved below_brow px down, to its upper lid, moved
+    above_lid px up (px at 128 px)."""
+    down = torch.tensor([0.0, image_size / 128], device=landmarks.device)
+    right, left = (
+        polygon_coverage(
+            torch.cat([landmarks[:, brow] + below_brow * down, landmarks[:, lid] - above_lid * down], 1), image_size
+        )
+        for brow, lid in zip((RIGHT_BROW, LEFT_BROW), BROW_SIDE_LIDS, strict=True)
+    )
+    return right, left
+
+
 def brow_band_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
     """Each brow with the skin between it and the upper lid (what a raised brow uncovers)."""
     margin = round(2 * image_size / 128)
-    right, left = (
-        torch.cat([landmarks[:, brow], landmarks[:, lid]], 1)
-        for brow, lid in zip((RIGHT_BROW, LEFT_BROW), BROW_SIDE_LIDS, strict=True)
-    )
-    return dilate(polygon_coverage(right, image_size), margin), dilate(polygon_coverage(left, image_size), margin)
+    right, left = brow_to_lid_masks(landmarks, image_size)
+    return dilate(right, margin), dilate(left, margin)
 
 
 def blob_mask(centres: Tensor, radii: Tensor, image_size: int) -> Tensor:
@@ -179,14 +191,7 @@ def inner_mouth_mask(landmarks: Tensor, image_size: int) -> Tensor:
 
 def brow_skin_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
     """Each brow's band of bare skin: from BROW_HAIR px below the brow to LID_CLEARANCE px above its upper lid."""
-    scale = image_size / 128
-    below_brow = torch.tensor([0.0, BROW_HAIR * scale], device=landmarks.device)
-    above_lid = torch.tensor([0.0, LID_CLEARANCE * scale], device=landmarks.device)
-    bands = [
-        polygon_coverage(torch.cat([landmarks[:, brow] + below_brow, landmarks[:, lid] - above_lid], 1), image_size)
-        for brow, lid in zip((RIGHT_BROW, LEFT_BROW), BROW_SIDE_LIDS, strict=True)
-    ]
-    return bands[0], bands[1]
+    return brow_to_lid_masks(landmarks, image_size, BROW_HAIR, LID_CLEARANCE)
 
 
 def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int) -> Tensor:
