@@ -178,7 +178,8 @@ def renderer_card(record: dict) -> str:
         "# WEM-GAN renderer (trained, not composed)", "",
         RENDERER_NOTE, "", renderer_time(record), "",
         "It is not a model by itself: `python hub/export.py --editor --regressor hub/default --estimator hub/default "
-        "--renderer THIS_FOLDER --out DIR` composes it with the landmark editor, and `train_accelerate.py "
+        "--motion-strength 0.75 --renderer THIS_FOLDER --out DIR` composes it with the landmark editor at the "
+        "shipped model's motion strength (compare it with that model at the same strength), and `train_accelerate.py "
         "--objective render --init_renderer THIS_FOLDER` (with the flags of its command) trains it on.", "",
         "## Training data", "", data_text, "", f"Licence: {licence}.", "",
         "## Training record", "", "```json", json.dumps(record, indent=2, sort_keys=True), "```", "",

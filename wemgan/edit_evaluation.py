@@ -30,7 +30,7 @@ from PIL import Image
 from . import metrics
 from .aus import AU_NAMES, EXPRESSIONS
 from .metrics.au_judge import judge_aus, judge_unavailable
-from .metrics.realism import SEEDS, realism, realism_controls
+from .metrics.realism import SEEDS, most_showing, realism, realism_controls
 from .model import WEMGAN
 
 PRESETS = ("Happy", "Surprise", "Sad", "Anger")
@@ -39,6 +39,7 @@ SINGLE_AU_FROM, SINGLE_AU_TO = 0.1, 0.8  # faces showing at most FROM get TO
 SHEET_FACES = 8
 # Sheet columns beyond the presets: what the jaw alone and the parted jaw look like (issue 26).
 SHEET_EDITS = {"AU26": {"AU26": SINGLE_AU_TO}, "AU25+AU26": {"AU25": SINGLE_AU_TO, "AU26": SINGLE_AU_TO}}
+MATCHED_MIN = 8  # real faces showing an expression needed for its matched realism test
 LAUGHING = 0.5  # AU12 and AU25 (0-1) of the faces the sheet's last columns show surprised
 
 
@@ -172,38 +173,67 @@ def single_au_scores(
 
 
 def realism_scores(
-    model: WEMGAN, crops: np.ndarray, targets: Sequence[int], faces: int, seeds: Sequence[int] = SEEDS
+    model: WEMGAN,
+    crops: np.ndarray,
+    labels: np.ndarray,
+    targets: Sequence[int],
+    faces: int,
+    seeds: Sequence[int] = SEEDS,
 ) -> dict[str, Any]:
-    """The realism two-sample test (metrics/realism.py) of the edits users get: the crops are
-    shuffled (seed 0; faces-au is ordered by age) and halved, the first half edited (transfer to
-    its pair's expression, Happy, Surprise, each single AU set to 0.8) and told from the unedited
-    second half; with the controls real-against-real and a 10% darkening. faces: per half."""
+    """The realism two-sample test (metrics/realism.py) of the edits users get. The crops are
+    shuffled (seed 0; faces-au is ordered by age) and cut in three: `faces` are edited (transfer
+    to its pair's expression, Happy, Surprise, each single AU set to 0.8), the next `faces` are the
+    real faces they are told from, and the rest are the pool of real faces showing each edit's
+    expression (labels: N x 17 AUs; for transfer, the references outside the first two parts).
+    Each edit gets three scores: against real faces ("face", "mouth"), against real faces showing
+    its expression ("matched") and those real faces against real faces ("natural": a perfect
+    edit's first score); with the controls real-against-real and a 10% darkening."""
     order = np.random.default_rng(0).permutation(len(crops))
-    half = min(faces, len(crops) // 2)
-    first, second = crops[order[:half]], crops[order[half : 2 * half]]
-    references = crops[np.asarray(targets)[order[:half]]]
-    edits = {"transfer": model.edit(list(first), reference=list(references))}
+    half = min(faces, len(crops) // 3)
+    edited_people, real_people, pool = order[:half], order[half : 2 * half], order[2 * half :]
+    first, second = crops[edited_people], crops[real_people]
+    references = np.asarray(targets)[edited_people]
+    edits = {"transfer": model.edit(list(first), reference=list(crops[references]))}
     edits |= {name: model.edit(list(first), aus=name) for name in ("Happy", "Surprise")}
     edits |= {au: model.edit(list(first), aus={au: SINGLE_AU_TO}) for au in SINGLE_AUS}
-    scores = {name: realism(as_uint8(edited), second, tuple(seeds)) for name, edited in edits.items()}
-    return {"faces_per_side": half, "seeds": list(seeds), **scores, **realism_controls(first, second, tuple(seeds))}
+    expressions = {"Happy": EXPRESSIONS["Happy"], "Surprise": EXPRESSIONS["Surprise"]}
+    expressions |= {au: np.eye(len(AU_NAMES))[AU_NAMES.index(au)] for au in SINGLE_AUS}
+    showing = {name: crops[pool[most_showing(labels[pool], vector, half)]] for name, vector in expressions.items()}
+    showing["transfer"] = crops[references[np.isin(references, pool)]]
+    seeds = tuple(seeds)
+    scores = {name: realism(as_uint8(edited), second, seeds) for name, edited in edits.items()}
+    for name, edited in edits.items():
+        if len(showing[name]) >= MATCHED_MIN:  # a small --limit leaves too few references outside
+            scores[name]["matched"] = realism(as_uint8(edited), showing[name], seeds)
+            scores[name]["natural"] = realism(showing[name], second, seeds)
+    return {"faces_per_side": half, "seeds": list(seeds), **scores, **realism_controls(first, second, seeds)}
 
 
 def realism_markdown(scores: dict[str, Any]) -> list[str]:
-    """The realism table: held-out accuracy (AUC) of a fresh classifier, whole face and mouth."""
+    """The realism table: held-out accuracy (AUC) of a fresh classifier, whole face and mouth,
+    against real faces, against real faces showing the expression, and the natural score."""
     lines = [
         f"## Realism: can a fresh classifier tell edits from real faces? ({scores['faces_per_side']} faces a side, "
-        f"seeds {scores['seeds']}; 0.5 = indistinguishable, and so is an edit that changes nothing)",
+        f"seeds {scores['seeds']}; 0.5 = indistinguishable)",
         "",
-        "| edit | face accuracy ↓ | face AUC | mouth accuracy ↓ | mouth AUC |",
-        "|---|---:|---:|---:|---:|",
+        "Against real faces of other people, an edit that changes nothing scores 0.5 and a perfect edit scores the "
+        "natural column (real faces showing the expression against real faces). Against real faces showing the "
+        "expression (matched), 0.5 = as real as real expressions, and an edit that changes nothing is spotted.",
+        "",
+        "| edit | face accuracy ↓ | face AUC | mouth accuracy ↓ | mouth AUC "
+        "| matched face ↓ | matched mouth ↓ | natural face | natural mouth |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ("real_vs_real", "darkened", "transfer", "Happy", "Surprise", *SINGLE_AUS):
         face, mouth = scores[name]["face"], scores[name]["mouth"]
         label = {"real_vs_real": "control: real vs real", "darkened": "control: 10% darker"}.get(name, name)
-        lines.append(
-            f"| {label} | {face['accuracy']:.3f} | {face['auc']:.3f} | {mouth['accuracy']:.3f} | {mouth['auc']:.3f} |"
-        )
+        row = f"| {label} | {face['accuracy']:.3f} | {face['auc']:.3f} | {mouth['accuracy']:.3f} | {mouth['auc']:.3f} |"
+        for test in ("matched", "natural"):
+            row += "".join(
+                f" {scores[name][test][region]['accuracy']:.3f} |" if test in scores[name] else " |"
+                for region in ("face", "mouth")
+            )
+        lines.append(row)
     return [*lines, ""]
 
 

@@ -80,7 +80,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--edit-faces", type=int, default=128, help="faces for the user-edit measures and sheet; 0 = skip")
     p.add_argument(
         "--realism", type=int, default=0, metavar="N",
-        help="the realism two-sample test with N faces a side (e.g. 256; some CPU-minutes); 0 = skip",
+        help="the realism two-sample test with N faces a side (e.g. 256; at most a third of the faces; "
+        "against real faces and against real faces showing the expression; about an hour of CPU); 0 = skip",
     )  # fmt: skip
     return p.parse_args(argv)
 
@@ -292,7 +293,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         )
         sheet.save(args.out / "sheet.png")
         unavailable |= {f"edits/{key}": reason for key, reason in edit_unavailable.items()}
-    realism = realism_scores(model, metrics.to_uint8(images), targets, args.realism) if args.realism else None
+    realism = realism_scores(model, metrics.to_uint8(images), aus, targets, args.realism) if args.realism else None
     results = {
         "model": str(args.model),
         "trained": model.is_trained,
