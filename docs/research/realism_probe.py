@@ -61,23 +61,12 @@ def load(spec: str) -> tuple[str, WEMGAN]:
     return name, model
 
 
-def trained_classifier(edited: np.ndarray, real: np.ndarray, seed: int) -> nn.Module:
+def classifier_for(edited: np.ndarray, real: np.ndarray, seed: int) -> nn.Module:
     """The realism test's classifier, trained as two_sample_test trains it, on all of both sets."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     x = torch.cat([R._tensor(edited), R._tensor(real)])
     y = torch.cat([torch.ones(len(edited)), torch.zeros(len(real))])
-    net = R.classifier()
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for _ in range(R.STEPS):
-        batch = torch.randint(len(x), (R.BATCH,), generator=generator)
-        flip = torch.rand(R.BATCH, generator=generator) < 0.5
-        xb = torch.where(flip.view(-1, 1, 1, 1), x[batch].flip(-1), x[batch])
-        loss = nn.functional.binary_cross_entropy_with_logits(net(xb).squeeze(1), y[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return net.eval()
+    torch.manual_seed(seed)
+    return R.trained_classifier(x, y, torch.Generator().manual_seed(seed))
 
 
 @torch.no_grad()
@@ -120,7 +109,7 @@ def main(args: argparse.Namespace) -> None:
             heat = np.mean(
                 [
                     activation_map(net, edited[cut:]) - activation_map(net, real[cut:])
-                    for net in (trained_classifier(edited[:cut], real[:cut], seed) for seed in (0, 1, 2))
+                    for net in (classifier_for(edited[:cut], real[:cut], seed) for seed in (0, 1, 2))
                 ],
                 axis=0,
             )

@@ -61,6 +61,22 @@ def _tensor(images: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
+def trained_classifier(x: Tensor, y: Tensor, generator: torch.Generator, steps: int = STEPS) -> nn.Module:
+    """A fresh classifier() trained to tell label 1 from label 0 (x: N x 3 x H x W in [-1, 1], y: N),
+    on random mirrored batches; returned in eval mode."""
+    net = classifier()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(steps):
+        batch = torch.randint(len(x), (BATCH,), generator=generator)
+        flip = torch.rand(BATCH, generator=generator) < 0.5  # a mirrored face is as real
+        inputs = torch.where(flip.view(-1, 1, 1, 1), x[batch].flip(-1), x[batch])
+        loss = nn.functional.binary_cross_entropy_with_logits(net(inputs).squeeze(1), y[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return net.eval()
+
+
 def two_sample_test(edited: np.ndarray, real: np.ndarray, seed: int = 0, steps: int = STEPS) -> dict[str, float]:
     """Held-out accuracy and AUC of a fresh classifier telling `edited` (N x H x W x 3 uint8) from
     `real` (M x H x W x 3 uint8, other people); each set is split TRAIN_SHARE / rest."""
@@ -75,18 +91,7 @@ def two_sample_test(edited: np.ndarray, real: np.ndarray, seed: int = 0, steps: 
         sides.append((_tensor(images[order[:cut]]), _tensor(images[order[cut:]]), label))
     train_x = torch.cat([side[0] for side in sides])
     train_y = torch.cat([torch.full((len(side[0]),), side[2]) for side in sides])
-    net = classifier()
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for _ in range(steps):
-        batch = torch.randint(len(train_x), (BATCH,), generator=generator)
-        x = train_x[batch]
-        flip = torch.rand(len(x), generator=generator) < 0.5  # a mirrored face is as real
-        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        loss = nn.functional.binary_cross_entropy_with_logits(net(x).squeeze(1), train_y[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    net.eval()
+    net = trained_classifier(train_x, train_y, generator, steps)
     with torch.no_grad():
         test_x = torch.cat([side[1] for side in sides])
         test_y = torch.cat([torch.full((len(side[1]),), side[2]) for side in sides]).numpy()
