@@ -201,10 +201,12 @@ def realism_scores(
     showing = {name: crops[pool[most_showing(labels[pool], vector, half)]] for name, vector in expressions.items()}
     showing["transfer"] = crops[references[np.isin(references, pool)]]
     seeds = tuple(seeds)
-    scores = {name: realism(as_uint8(edited), second, seeds) for name, edited in edits.items()}
+    scores = {}
     for name, edited in edits.items():
+        edited = as_uint8(edited)
+        scores[name] = realism(edited, second, seeds)
         if len(showing[name]) >= MATCHED_MIN:  # a small --limit leaves too few references outside
-            scores[name]["matched"] = realism(as_uint8(edited), showing[name], seeds)
+            scores[name]["matched"] = realism(edited, showing[name], seeds)
             scores[name]["natural"] = realism(showing[name], second, seeds)
     return {"faces_per_side": half, "seeds": list(seeds), **scores, **realism_controls(first, second, seeds)}
 
