@@ -111,6 +111,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "would redraw when the face takes another face's expression (render_masks.edit_mask)")  # fmt: skip
     add("--render_centre_colour", action="store_true", help="render: draw relative to the mean colour of the "
         "pixels the renderer sees (blind to a photo's colour cast; RendererConfig.centre_colour)")  # fmt: skip
+    add("--render_keep_inner_mouth", action="store_true", help="render: edits keep the inner mouth the face shows "
+        "before and after (its own teeth); with --render_masks edits, training blanks the same regions "
+        "(RendererConfig.keep_inner_mouth)")  # fmt: skip
     add("--init_renderer", default=None, metavar="DIR", help="render: a new run starts from this trained renderer "
         "(a run's or a checkpoint's renderer/ folder) with fresh critics and optimisers; its steps and CPU hours "
         "count into the new run's record (a run resumed from a checkpoint ignores it)")  # fmt: skip
@@ -219,7 +222,8 @@ def network_config(args: argparse.Namespace) -> GeneratorConfig | RendererConfig
     """The trained network's configuration (wemgan.config) from the command line."""
     if args.objective == "render":
         return RendererConfig(args.base_channels, args.max_channels, args.skip_levels, args.upsample,
-                              args.render_window, args.render_guide, args.render_centre_colour)  # fmt: skip
+                              args.render_window, args.render_guide, args.render_centre_colour,
+                              args.render_keep_inner_mouth)  # fmt: skip
     return GeneratorConfig(args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
                            upsample=args.upsample)  # fmt: skip
 
@@ -495,7 +499,7 @@ def main(args: argparse.Namespace) -> None:
             x, u_x = batch["image"], batch["aus"]
             if landmark_reader is not None:  # --objective render: redraw blanked parts, nothing else
                 terms = render_step(accelerator, nets, optimizers, x, u_x, landmark_reader, render_weights, rng,
-                                    args.render_window, mask_editor)  # fmt: skip
+                                    args.render_window, mask_editor, args.render_keep_inner_mouth)  # fmt: skip
                 warmup = False
             else:
                 terms = edit_step(accelerator, args, nets, optimizers, x, u_x, warmup, step, weights, rng,
@@ -578,14 +582,15 @@ def edit_step(
 
 def render_step(
     accelerator, nets, optimizers, x, u_x, landmark_reader, weights: RenderWeights, rng, window: int = 0,
-    mask_editor: LandmarkEditor | None = None,
+    mask_editor: LandmarkEditor | None = None, keep_inner_mouth: bool = False,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     """--objective render: random parts of each face are blanked (wemgan.render_masks) and the
     Renderer draws them back from the face's landmarks and AUs. The critics (if any) step first on
     this batch's drawing, then the Renderer steps against them: one renderer pass per batch.
     With window > 0 (a PartRenderer), one part per face is blanked, and the losses and critics see
     that part's window only (the rest of the face is the input's own). With a mask_editor, the
-    masks have the shapes of real edits (what it redraws when a face takes another's expression)."""
+    masks have the shapes of real edits (what it redraws when a face takes another's expression;
+    with keep_inner_mouth, without the inner mouth shown before and after, as RendererConfig's)."""
     with torch.no_grad(), accelerator.autocast():
         landmarks = landmark_reader(x).float()
     size = x.shape[-1]
@@ -595,7 +600,7 @@ def render_step(
         mask, parts = training_masks(landmarks, size, rng), None
     if mask_editor is not None:
         moves = mask_editor.landmark_moves(landmarks, pair_targets(u_x, rng) - u_x)
-        edited = edit_mask(landmarks, moves, size)
+        edited = edit_mask(landmarks, moves, size, keep_inner_mouth)
         if window:
             mask, parts = window_masks_of(edited, landmarks, window, rng, mask, parts)
         else:  # a face whose edit redraws nothing keeps its random mask

@@ -316,6 +316,21 @@ def test_the_edit_mask_covers_what_the_edit_reveals_and_nothing_when_nothing_mov
     assert edit_mask(landmarks, lowered, 128).sum() == 0
 
 
+def test_keep_inner_mouth_leaves_the_teeth_shown_before_and_after_and_draws_only_the_change(tmp_path):
+    landmarks = drawn_face_landmarks()
+    landmarks[0, 65:68, 1] += 6.0  # an open mouth: the inner lower lip 6 px below the upper
+    wider = torch.zeros_like(landmarks)
+    wider[0, [*range(55, 60), *range(65, 68)], 1] = 4.0  # it opens 4 px further
+    every, kept = edit_mask(landmarks, wider, 128), edit_mask(landmarks, wider, 128, keep_inner_mouth=True)
+    assert every[0, 0, 96, 64] == 1 and kept[0, 0, 96, 64] == 0  # inside before and after: its own teeth stay
+    assert kept[0, 0, 103, 64] == 1  # only the edit's mouth shows here: drawn
+    assert (kept <= every).all() and kept.sum() < every.sum()
+    model = WEMGAN(editor={"appearance": False}, renderer={"base_channels": 8, "max_channels": 16, "window": 64,
+                   "keep_inner_mouth": True}, estimator={"channels": 8, "max_channels": 16})  # fmt: skip
+    model.save_pretrained(tmp_path)
+    assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.keep_inner_mouth
+
+
 def test_an_editor_with_a_renderer_round_trips_and_keeps_no_change_exact(tmp_path, face_crop):
     model = WEMGAN(editor={"appearance": False}, renderer={"base_channels": 8, "max_channels": 16},
                    estimator={"channels": 8, "max_channels": 16})  # fmt: skip

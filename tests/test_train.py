@@ -325,10 +325,13 @@ def test_render_objective_without_critics(tmp_path):
 def test_a_windowed_renderer_trains_on_its_windows_and_composes(tmp_path):
     out = tmp_path / "windows"
     train(out, "--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "64",
-          "--render_masks", "edits", "--render_centre_colour", "--max_train_steps", "2")  # fmt: skip
+          "--render_masks", "edits", "--render_centre_colour", "--render_keep_inner_mouth",
+          "--max_train_steps", "2")  # fmt: skip
     record = json.loads((out / "renderer" / "config.json").read_text())
     assert record["config"]["window"] == 64 and record["config"]["centre_colour"] and record["image_size"] == 128
+    assert record["config"]["keep_inner_mouth"]  # its edits keep the teeth a face shows, as its training masks did
     logged = metrics(out)
     assert {"r/rec", "r/adversarial", "d_image/gp", "d_high/gp"} <= set(logged[0])  # critics on 64-px windows
     composed = composed_with_editor(out / "renderer", tmp_path / "composed")
     assert isinstance(composed.renderer, PartRenderer) and composed.renderer.renderer.image_size == 64
+    assert composed.model_config.renderer.keep_inner_mouth

@@ -66,6 +66,7 @@ class RendererConfig:
     window: int = 0  # 0: draws on the whole face; else the side (px) of its windows around the mouth and eyes
     guide: str = "contours"  # how it is told the landmarks: "contours" (a line per part) or "heatmaps" (points)
     centre_colour: bool = False  # draws relative to the mean colour of what it sees: blind to a photo's colour cast
+    keep_inner_mouth: bool = False  # an edit keeps the inner mouth shown before and after it (own teeth)
 
     def validate(self, image_size: int = 128) -> RendererConfig:
         _choice("guide", self.guide, ("contours", "heatmaps"))

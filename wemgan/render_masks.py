@@ -194,7 +194,7 @@ def brow_skin_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]
     return brow_to_lid_masks(landmarks, image_size, BROW_HAIR, LID_CLEARANCE)
 
 
-def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int) -> Tensor:
+def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int, keep_inner_mouth: bool = False) -> Tensor:
     """Where the Renderer redraws an edit: what the edit reveals, which a warp cannot draw.
 
     The warp moves lips, lids and brows well and keeps their colours (a renderer that redraws a
@@ -206,12 +206,15 @@ def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int) -> Tensor:
     - the skin a rising brow uncovers: the band between the brow (where it goes) and its upper lid,
       when the brow rises by more than MOVED px. A brow that falls only squeezes skin, which the
       warp does well.
+    With keep_inner_mouth, the inner mouth the face shows both before and after the edit (its own
+    teeth, moved by the warp) is kept: only where one of the two has it is drawn, INNER_MARGIN px wider.
     An edit that moves nothing gives an empty mask, so the Renderer changes nothing.
     landmarks, moves: B x 68 x 2 px."""
     target = landmarks + moves
     scale = image_size / 128
     lips_move = (moves[:, OUTER_LIPS + INNER_LIPS].norm(dim=-1).amax(1) / scale > MOVED).float().view(-1, 1, 1, 1)
-    inner = torch.maximum(inner_mouth_mask(landmarks, image_size), inner_mouth_mask(target, image_size))
+    before, after = inner_mouth_mask(landmarks, image_size), inner_mouth_mask(target, image_size)
+    inner = (before - after).abs() if keep_inner_mouth else torch.maximum(before, after)
     mask = lips_move * dilate(inner, round(INNER_MARGIN * scale))
     for brow, skin in zip((RIGHT_BROW, LEFT_BROW), brow_skin_masks(target, image_size), strict=True):
         rises = ((-moves[:, brow, 1]).amax(1) / scale > MOVED).float().view(-1, 1, 1, 1)  # image y points down
