@@ -246,7 +246,7 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     record = json.loads((out / "renderer" / "config.json").read_text())
     assert record["steps"] == 2 and record["dataset"] == "synthfacs" and "--objective render" in record["command"]
     assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize", window=0,
-                                 guide="contours", centre_colour=False)  # fmt: skip
+                                 guide="contours", centre_colour=False, keep_inner_mouth=False)  # fmt: skip
     assert 0 < record["cpu_hours"] < 1 and record["init_renderer"] is None
     assert record["image_size"] == 128
     renderer = Renderer(RendererConfig(**record["config"]))
