@@ -172,6 +172,15 @@ def single_au_scores(
     return rows
 
 
+def realism_split(count: int, faces: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the realism test's three disjoint parts of `count` faces, shuffled (seed 0;
+    faces-au is ordered by age): `faces` to edit (at most a third), as many real faces of other
+    people, and the rest, the pool that real faces showing an expression are taken from."""
+    order = np.random.default_rng(0).permutation(count)
+    half = min(faces, count // 3)
+    return order[:half], order[half : 2 * half], order[2 * half :]
+
+
 def realism_scores(
     model: WEMGAN,
     crops: np.ndarray,
@@ -181,16 +190,15 @@ def realism_scores(
     seeds: Sequence[int] = SEEDS,
 ) -> dict[str, Any]:
     """The realism two-sample test (metrics/realism.py) of the edits users get. The crops are
-    shuffled (seed 0; faces-au is ordered by age) and cut in three: `faces` are edited (transfer
+    cut in three (realism_split): `faces` are edited (transfer
     to its pair's expression, Happy, Surprise, each single AU set to 0.8), the next `faces` are the
     real faces they are told from, and the rest are the pool of real faces showing each edit's
     expression (labels: N x 17 AUs; for transfer, the references outside the first two parts).
     Each edit gets three scores: against real faces ("face", "mouth"), against real faces showing
     its expression ("matched") and those real faces against real faces ("natural": a perfect
     edit's first score); with the controls real-against-real and a 10% darkening."""
-    order = np.random.default_rng(0).permutation(len(crops))
-    half = min(faces, len(crops) // 3)
-    edited_people, real_people, pool = order[:half], order[half : 2 * half], order[2 * half :]
+    edited_people, real_people, pool = realism_split(len(crops), faces)
+    half = len(edited_people)
     first, second = crops[edited_people], crops[real_people]
     references = np.asarray(targets)[edited_people]
     edits = {"transfer": model.edit(list(first), reference=list(crops[references]))}

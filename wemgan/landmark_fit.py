@@ -80,14 +80,20 @@ def eye_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return (right_eye + left_eye) / 2, line / iod[:, None], iod
 
 
-def fit_motion(landmarks: np.ndarray, aus: np.ndarray, ridge: float = RIDGE) -> np.ndarray:
-    """17 x 68 x 2: each AU's displacement of each landmark at label 1, in the eye frame (IODs)."""
-    landmarks, aus = np.asarray(landmarks, dtype=np.float64), np.asarray(aus, dtype=np.float64)
+def eye_frame_shapes(landmarks: np.ndarray) -> np.ndarray:
+    """N x 68 x 2 landmarks (pixels) in their eye frame: origin between the eye centres, x along the
+    eye line, y down, in units of the IOD."""
     origin, direction, iod = eye_frame(landmarks)
     cos, sin = direction[:, 0], direction[:, 1]
     rel = landmarks - origin[:, None]
-    shapes = np.stack([cos[:, None] * rel[..., 0] + sin[:, None] * rel[..., 1],
-                       -sin[:, None] * rel[..., 0] + cos[:, None] * rel[..., 1]], -1) / iod[:, None, None]  # fmt: skip
+    return np.stack([cos[:, None] * rel[..., 0] + sin[:, None] * rel[..., 1],
+                     -sin[:, None] * rel[..., 0] + cos[:, None] * rel[..., 1]], -1) / iod[:, None, None]  # fmt: skip
+
+
+def fit_motion(landmarks: np.ndarray, aus: np.ndarray, ridge: float = RIDGE) -> np.ndarray:
+    """17 x 68 x 2: each AU's displacement of each landmark at label 1, in the eye frame (IODs)."""
+    landmarks, aus = np.asarray(landmarks, dtype=np.float64), np.asarray(aus, dtype=np.float64)
+    shapes = eye_frame_shapes(landmarks)
     yaw, pitch = shapes[:, 30, 0], shapes[:, 30, 1]  # the nose tip in the eye frame
     pose = np.stack([yaw, pitch, yaw**2, pitch**2, yaw * pitch], 1)
     pose = (pose - pose.mean(0)) / pose.std(0)

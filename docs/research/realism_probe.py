@@ -23,6 +23,7 @@ from torch import nn
 
 from wemgan import WEMGAN
 from wemgan.aus import EXPRESSIONS
+from wemgan.edit_evaluation import realism_split
 from wemgan.evaluate import load_test_data
 from wemgan.metrics import realism as R
 from wemgan.metrics.reconstruction import to_uint8
@@ -88,13 +89,12 @@ def overlay(images: np.ndarray, heat: np.ndarray) -> np.ndarray:
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     images, aus, _ = load_test_data(args.data, "test", None, 128)
-    order = np.random.default_rng(0).permutation(len(images))
-    first, second, pool = order[: args.faces], order[args.faces : 2 * args.faces], order[2 * args.faces :]
+    first, second, pool = realism_split(len(images), args.faces)  # as the evaluation cuts them
     sources, real = to_uint8(images[first]), to_uint8(images[second])
     showing = {
-        name: to_uint8(images[pool[R.most_showing(aus[pool], EXPRESSIONS[name], args.faces)]]) for name in args.aus
+        name: to_uint8(images[pool[R.most_showing(aus[pool], EXPRESSIONS[name], len(first))]]) for name in args.aus
     }
-    cut = round(R.TRAIN_SHARE * args.faces)
+    cut = round(R.TRAIN_SHARE * len(first))
     rows = []
     for spec in args.models:
         name, model = load(spec)

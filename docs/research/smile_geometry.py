@@ -18,11 +18,11 @@ import argparse
 
 import numpy as np
 import torch
+from realism_probe import load  # NAME=FOLDER[:OPTION,...] (this script's folder is on sys.path)
 
-from wemgan import WEMGAN
 from wemgan.aus import AU_NAMES
 from wemgan.evaluate import load_test_data
-from wemgan.landmark_fit import eye_frame, landmark_labels
+from wemgan.landmark_fit import eye_frame_shapes, landmark_labels
 from wemgan.metrics.geometry import load_train_faces
 from wemgan.metrics.reconstruction import to_uint8
 
@@ -37,15 +37,6 @@ COLUMNS = {  # name: (landmarks averaged, coordinate: 0 = x outward from the fac
 }
 
 
-def eye_frame_shapes(landmarks: np.ndarray) -> np.ndarray:
-    """N x 68 x 2 landmarks (pixels) in the eye frame, in IODs."""
-    origin, direction, iod = eye_frame(landmarks.astype(np.float64))
-    cos, sin = direction[:, :1], direction[:, 1:]
-    rel = landmarks - origin[:, None]
-    along, down = cos * rel[..., 0] + sin * rel[..., 1], -sin * rel[..., 0] + cos * rel[..., 1]
-    return np.stack([along, down], -1) / iod[:, None, None]
-
-
 def summary(change: np.ndarray) -> dict[str, float]:
     """The COLUMNS and the lower lip's U depth of a mean 68 x 2 landmark change."""
     row = {}
@@ -58,6 +49,11 @@ def summary(change: np.ndarray) -> dict[str, float]:
     return row
 
 
+def shapes_of(images: np.ndarray) -> np.ndarray:
+    """dlib's landmarks of N uint8 crops in the eye frame (IODs)."""
+    return eye_frame_shapes(landmark_labels(images).astype(np.float64))
+
+
 def label(aus: np.ndarray, name: str) -> np.ndarray:
     return aus[:, AU_NAMES.index(name)]
 
@@ -66,22 +62,10 @@ def neutral(aus: np.ndarray) -> np.ndarray:
     return (label(aus, "AU12") < 0.05) & (label(aus, "AU25") < 0.05) & (label(aus, "AU26") < 0.1)
 
 
-def load(spec: str) -> tuple[str, WEMGAN]:
-    name, _, rest = spec.partition("=")
-    folder, _, option = rest.partition(":")
-    model = WEMGAN.from_pretrained(folder).eval()
-    if option:
-        key, _, value = option.partition("=")
-        if key != "strength":
-            raise SystemExit(f"unknown option {key!r} in {spec!r}: use strength=X")
-        model.editor.motion_strength = float(value)
-    return name, model
-
-
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     images, aus = load_train_faces(args.data, args.cache_folder)
-    shapes = eye_frame_shapes(landmark_labels(images))
+    shapes = shapes_of(images)
     rest = shapes[neutral(aus)].mean(0)
     smiling = (label(aus, "AU12") >= 0.6) & (label(aus, "AU06") >= 0.4)
     rows = {}
@@ -90,11 +74,11 @@ def main(args: argparse.Namespace) -> None:
         rows[f"real smiles, {name} ({int(group.sum())})"] = summary(shapes[group].mean(0) - rest)
     test, test_aus, _ = load_test_data(args.data, "test", None, 128)
     sources = to_uint8(test[np.flatnonzero(neutral(test_aus))[: args.faces]])
-    before = eye_frame_shapes(landmark_labels(sources))
+    before = shapes_of(sources)
     for spec in args.models:
         name, model = load(spec)
         edited = np.stack(model.edit(list(sources), aus="Happy"))
-        rows[f"{name} Happy ({len(sources)})"] = summary((eye_frame_shapes(landmark_labels(edited)) - before).mean(0))
+        rows[f"{name} Happy ({len(sources)})"] = summary((shapes_of(edited) - before).mean(0))
     header = list(next(iter(rows.values())))
     print("| change, IOD | " + " | ".join(header) + " |")
     print("|---|" + "---:|" * len(header))
@@ -104,7 +88,7 @@ def main(args: argparse.Namespace) -> None:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", help="NAME=FOLDER[:strength=X]")
+    p.add_argument("models", nargs="+", help="NAME=FOLDER[:OPTION,...] as realism_probe.py")
     p.add_argument("--data", required=True, help="the faces-au parquet folder")
     p.add_argument("--cache-folder", help="a decoded uint8 cache of the train split (images.npy, aus.npy)")
     p.add_argument("--faces", type=int, default=96, help="neutral test faces to edit")
