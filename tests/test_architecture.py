@@ -225,6 +225,21 @@ def test_a_colour_centred_renderer_moves_its_drawing_with_the_colour_of_what_it_
     assert not torch.allclose(shift, cast * mask, atol=1e-3)
 
 
+def test_a_colour_centred_renderer_draws_grey_on_a_black_and_white_photo_and_colour_on_a_colour_one():
+    torch.manual_seed(0)
+    renderer = Renderer(RendererConfig(base_channels=8, max_channels=16, centre_colour=True)).eval()
+    landmarks = torch.rand(1, 68, 2) * 80 + 24
+    mask = (training_masks(landmarks, 128, torch.Generator().manual_seed(0)) == 1).float()
+    aus = torch.rand(1, 17)
+    grey = (torch.rand(1, 1, 128, 128) - 0.5).expand(1, 3, 128, 128)
+    out = renderer(grey, mask, landmarks, aus)
+    assert not torch.equal(out, grey) and torch.allclose(out - out.mean(1, keepdim=True), torch.zeros_like(out),
+                                                         atol=1e-5)  # fmt: skip
+    colour = torch.rand(1, 3, 128, 128) - 0.5
+    drawn = renderer(colour, mask, landmarks, aus)
+    assert (drawn - drawn.mean(1, keepdim=True))[(mask > 0).expand_as(drawn)].abs().max() > 0.05
+
+
 def test_windows_are_cut_and_pasted_back_exactly_and_each_pixel_has_one_part():
     landmarks = drawn_face_landmarks().expand(2, -1, -1).clone()
     landmarks[1] += 30  # a face near the corner: its windows stay inside the image

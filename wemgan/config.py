@@ -65,7 +65,7 @@ class RendererConfig:
     upsample: str = "resize"  # "resize" (no checkerboard) or the paper's "transposed"
     window: int = 0  # 0: draws on the whole face; else the side (px) of its windows around the mouth and eyes
     guide: str = "contours"  # how it is told the landmarks: "contours" (a line per part) or "heatmaps" (points)
-    centre_colour: bool = False  # draws relative to the mean colour of what it sees: blind to a photo's colour cast
+    centre_colour: bool = False  # draws relative to the mean colour of what it sees, with no more chroma than it shows
     keep_inner_mouth: bool = False  # an edit keeps the inner mouth shown before and after it (own teeth)
 
     def validate(self, image_size: int = 128) -> RendererConfig:
