@@ -13,7 +13,18 @@ from wemgan import WEMGAN
 from wemgan.aus import AU_NAMES
 from wemgan.editor import LandmarkEditor
 from wemgan.flow import flow_stretch, polygon_coverage, warp
-from wemgan.landmark_fit import MOVED_BY, REGIONS, fit_motion, load_landmark_regressor, train_regressor
+from wemgan.landmark_fit import (
+    MAX_OVERSAMPLING,
+    MOVED_BY,
+    REGIONS,
+    fit_motion,
+    jittered,
+    load_landmark_regressor,
+    mirrored,
+    mouth_openness,
+    openness_weights,
+    train_regressor,
+)
 from wemgan.landmark_motion import (
     FLOW_RIDGE,
     MOTION_FILE,
@@ -254,6 +265,47 @@ def test_mouth_cavity_paints_what_parting_uncovers_teeth_over_a_dark_inside():
     opened = landmarks + opened_mouth_moves(landmarks)
     _, kept = mouth_cavity(x, opened, torch.zeros_like(opened), torch.zeros(1, 2, SIZE, SIZE))
     assert kept.amax() == 0
+
+
+def test_a_mirrored_face_keeps_its_parts_in_place_and_mirroring_twice_is_no_change():
+    landmarks = drawn_face_landmarks()
+    faces = torch.rand(1, 3, SIZE, SIZE)
+    flipped_faces, flipped = mirrored(faces, landmarks)
+    assert torch.equal(flipped_faces[..., 0], faces[..., -1])
+    assert flipped[0, 36, 0] < flipped[0, 45, 0] and flipped[0, 48, 0] < flipped[0, 54, 0]  # outer corners
+    assert flipped[0, 0, 0] < flipped[0, 16, 0] and flipped[0, 17, 0] < flipped[0, 26, 0]  # jaw, brows
+    assert torch.allclose(flipped[0, 62], torch.stack([SIZE - 1 - landmarks[0, 62, 0], landmarks[0, 62, 1]]))
+    again_faces, again = mirrored(flipped_faces, flipped)
+    assert torch.equal(again_faces, faces) and torch.allclose(again, landmarks)
+
+
+def test_jittered_landmarks_stay_on_the_pixels_they_mark():
+    points = torch.tensor([[30.0, 40.0], [90.0, 50.0], [64.0, 100.0]])
+    landmarks = drawn_face_landmarks().expand(4, -1, -1).clone()
+    landmarks[:, :3] = points
+    faces = -torch.ones(4, 3, SIZE, SIZE)
+    for x, y in points.long().tolist():
+        faces[:, :, y - 1 : y + 2, x - 1 : x + 2] = 1  # a bright 3 x 3 dot centred on each marked pixel
+    moved, moved_landmarks = jittered(faces, landmarks, torch.Generator().manual_seed(0))
+    assert moved.shape == faces.shape and not torch.allclose(moved_landmarks, landmarks, atol=0.5)
+    for face, marks in zip(moved, moved_landmarks, strict=True):
+        for x, y in marks[:3].round().long().tolist():
+            window = face[0, y - 3 : y + 4, x - 3 : x + 4]
+            peak = divmod(window.argmax().item(), 7)
+            assert abs(peak[0] - 3) <= 1 and abs(peak[1] - 3) <= 1  # the dot's brightest pixel is the landmark's
+
+
+def test_open_mouths_are_drawn_as_often_as_closed_ones_up_to_the_cap():
+    landmarks = drawn_face_landmarks().numpy().repeat(1000, 0)
+    open_ones = np.arange(1000) < 50  # 5% of the faces part their inner lips by 0.25 IOD
+    iod = np.linalg.norm(landmarks[0, 36:42].mean(0) - landmarks[0, 42:48].mean(0))
+    landmarks[open_ones, 65:68, 1] = landmarks[open_ones, 61:64, 1].mean(1, keepdims=True) + 0.25 * iod
+    landmarks[~open_ones, 65:68, 1] = landmarks[~open_ones, 61:64, 1].mean(1, keepdims=True)
+    openness = mouth_openness(landmarks)
+    assert np.allclose(openness[open_ones], 0.25, atol=1e-4) and np.allclose(openness[~open_ones], 0, atol=1e-4)
+    weights = openness_weights(openness)
+    share = weights[open_ones].sum() / weights.sum()
+    assert torch.isclose(share, torch.tensor(50 * MAX_OVERSAMPLING / (950 + 50 * MAX_OVERSAMPLING), dtype=share.dtype))
 
 
 def test_train_regressor_writes_a_loadable_model_and_a_missing_one_says_how_to_train(tmp_path):

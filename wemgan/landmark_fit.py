@@ -64,6 +64,24 @@ APPEARANCE_HIGH_PASS = 8.0  # px at 128 px: the Gaussian taken off the log-brigh
 APPEARANCE_RIDGE = 0.01  # ridge penalty per face (x the number of faces) on the AU coefficients
 SKIN_MARGIN = 2  # px at 128 px: how far beyond the eyes, brows and lips the maps are left out
 FIT_BATCH = 64
+# Point i of a mirrored face is point MIRRORED_LANDMARKS[i] of the face (iBUG 68, 0-based).
+MIRRORED_LANDMARKS = (
+    *range(16, -1, -1), *range(26, 21, -1), *range(21, 16, -1), 27, 28, 29, 30, *range(35, 30, -1),  # jaw, brows, nose
+    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,  # eyes
+    *range(54, 47, -1), 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65,  # lips
+)  # fmt: skip
+# Bin edges of mouth openness (inner-lip gap / IOD). In faces-au's train crops the bins hold 30%, 29%,
+# 28%, 11% and 0.5% of the faces: a regressor trained on them as they come closes wide-open mouths
+# (it puts the inner lips on the teeth), so training draws the rarer bins more often, up to MAX_OVERSAMPLING x.
+OPENNESS_EDGES = (0.02, 0.1, 0.2, 0.35)
+MAX_OVERSAMPLING = 8.0
+# Jitter of the regressor's training crops. Aligned crops of photos sit a few pixels and degrees off
+# faces-au's own alignment, with other contrast; without jitter the regressor leans on where a part
+# usually is and reads toothy laughs on photos as closed mouths.
+JITTER_SCALE = 0.08  # crops zoomed by a factor in [1 - s, 1 + s]
+JITTER_SHIFT = 0.05  # and moved by up to this fraction of their side
+JITTER_DEGREES = 8.0  # and turned by up to this angle
+JITTER_CONTRAST = 0.2  # contrast and brightness multiplied / shifted by up to this much
 ABOUT = (
     "Per-AU change of log-brightness of faces-au train crops warped onto the mean landmarks (high-passed"
     " at APPEARANCE_HIGH_PASS px; ridge regression of each pixel on the 17 AU labels), kept for APPEARANCE_AUS,"
@@ -201,29 +219,88 @@ def landmark_labels(images: np.ndarray) -> np.ndarray:
     return points
 
 
+def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
+    """N: the gap between the inner lips (lower lip's points 65-67 below the upper lip's 61-63, mean y)
+    over the inter-ocular distance, of N x 68 x 2 landmarks; about 0 for a closed mouth."""
+    iod = np.linalg.norm(landmarks[:, 36:42].mean(1) - landmarks[:, 42:48].mean(1), axis=1)
+    return (landmarks[:, 65:68, 1].mean(1) - landmarks[:, 61:64, 1].mean(1)) / iod
+
+
+def openness_weights(openness: np.ndarray) -> Tensor:
+    """N sampling weights that draw each openness bin (OPENNESS_EDGES) as often as the most common one,
+    or MAX_OVERSAMPLING x its share, whichever is less."""
+    bins = np.digitize(openness, OPENNESS_EDGES)
+    counts = np.bincount(bins, minlength=len(OPENNESS_EDGES) + 1)
+    per_bin = np.minimum(counts.max() / np.maximum(counts, 1), MAX_OVERSAMPLING)
+    return torch.from_numpy(per_bin[bins])
+
+
+def mirrored(faces: Tensor, landmarks: Tensor) -> tuple[Tensor, Tensor]:
+    """The faces (B x 3 x S x S) flipped left-right and their landmarks (B x 68 x 2 pixels) to match."""
+    points = landmarks[:, MIRRORED_LANDMARKS]
+    return faces.flip(-1), torch.stack([faces.shape[-1] - 1 - points[..., 0], points[..., 1]], -1)
+
+
+def jittered(faces: Tensor, landmarks: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The faces (B x 3 x S x S in [-1, 1]) zoomed, moved, turned and re-lit at random (JITTER_*), and
+    their landmarks (B x 68 x 2 pixels) moved with them."""
+    b, side = faces.shape[0], faces.shape[-1]
+
+    def uniform(limit: float) -> Tensor:
+        return (torch.rand(b, generator=generator) * 2 - 1) * limit
+
+    angle, scale = uniform(JITTER_DEGREES).deg2rad(), 1 + uniform(JITTER_SCALE)
+    cos, sin = angle.cos() / scale, angle.sin() / scale
+    # output -> input map in grid_sample's [-1, 1] coordinates: rotate and zoom about the centre, shift
+    matrix = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1)  # B x 2 x 2
+    shift = torch.stack([uniform(2 * JITTER_SHIFT), uniform(2 * JITTER_SHIFT)], -1)  # B x 2
+    grid = nn.functional.affine_grid(torch.cat([matrix, shift[..., None]], -1), list(faces.shape), align_corners=False)
+    moved = nn.functional.grid_sample(faces, grid, padding_mode="border", align_corners=False)
+    normalised = (2 * landmarks + 1) / side - 1
+    inside = torch.linalg.solve(matrix, (normalised - shift[:, None]).transpose(1, 2)).transpose(1, 2)
+    contrast, brightness = 1 + uniform(JITTER_CONTRAST), uniform(JITTER_CONTRAST)
+    relit = (moved * contrast.view(-1, 1, 1, 1) + brightness.view(-1, 1, 1, 1)).clamp(-1, 1)
+    return relit, ((inside + 1) * side - 1) / 2
+
+
 def train_regressor(
     cache_folder: str, out: Path, steps: int, batch_size: int = 64, learning_rate: float = 2e-3, holdout: int = 1000
 ) -> dict:
     """Distil dlib's landmarks of the training crops into a LandmarkRegressor (Adam, L1 in pixels,
-    cosine decay); writes out/model.safetensors and out/model.json, returns the record."""
+    cosine decay; half the faces mirrored, all jittered, open mouths drawn more often:
+    openness_weights); writes
+    out/model.safetensors and out/model.json, returns the record."""
 
     images, _ = load_train_faces("", cache_folder)
     labels = torch.from_numpy(landmark_labels(images))
+    openness = mouth_openness(labels.numpy())
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     held, train = order[:holdout], order[holdout:]
+    weights = openness_weights(openness[train.numpy()])
     net = LandmarkRegressor(images.shape[1])
     optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     sampler = torch.Generator().manual_seed(1)
 
-    def error(rows: Tensor) -> Tensor:
-        """Per-landmark (x, y) error in pixels on these rows, read in sorted order (memory-mapped reads)."""
+    def faces_and_labels(rows: Tensor) -> tuple[Tensor, Tensor]:
+        """These rows' crops in [-1, 1] and dlib's landmarks, read in sorted order (memory-mapped reads)."""
         rows = rows.sort().values
         faces = torch.from_numpy(np.array(images[rows.numpy()])).permute(0, 3, 1, 2).float() / 127.5 - 1
-        return net(faces) - labels[rows]
+        return faces, labels[rows]
+
+    def error(rows: Tensor) -> Tensor:
+        """Per-landmark (x, y) error in pixels on these rows."""
+        faces, target = faces_and_labels(rows)
+        return net(faces) - target
 
     for step in range(steps):
-        loss = error(train[torch.randint(len(train), (batch_size,), generator=sampler)]).abs().mean()
+        faces, target = faces_and_labels(train[torch.multinomial(weights, batch_size, True, generator=sampler)])
+        flip = torch.rand(batch_size, generator=sampler) < 0.5
+        flipped_faces, flipped_target = mirrored(faces, target)
+        faces = torch.where(flip.view(-1, 1, 1, 1), flipped_faces, faces)
+        target = torch.where(flip.view(-1, 1, 1), flipped_target, target)
+        faces, target = jittered(faces, target, sampler)
+        loss = (net(faces) - target).abs().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -232,7 +309,9 @@ def train_regressor(
             print(f"step {step}: L1 {loss.item():.2f} px", flush=True)
     net.eval()
     with torch.no_grad():
+        held = held.sort().values  # the order error() reads them in
         errors = torch.cat([error(rows).norm(dim=-1) for rows in held.split(250)])
+    open_mouths = torch.from_numpy(openness[held.numpy()] >= OPENNESS_EDGES[2])
     record = {
         "about": "LandmarkRegressor distilled from dlib's 68-point predictor (template box) on faces-au train crops",
         "config": {"image_size": int(images.shape[1])},
@@ -242,6 +321,13 @@ def train_regressor(
         "held_out_faces": holdout,
         "held_out_mean_error_px": round(errors.mean().item(), 3),
         "held_out_error_px_p95": round(errors.flatten().quantile(0.95).item(), 3),
+        "held_out_open_mouths": int(open_mouths.sum()),
+        "held_out_open_mouth_inner_lip_error_px": (
+            round(errors[open_mouths][:, 60:68].mean().item(), 3) if open_mouths.any() else None
+        ),
+        "sampling": f"half mirrored; openness bins {list(OPENNESS_EDGES)} (inner-lip gap / IOD) drawn evenly, "
+        f"at most {MAX_OVERSAMPLING:g} x; jitter: zoom {JITTER_SCALE:g}, shift {JITTER_SHIFT:g}, "
+        f"{JITTER_DEGREES:g} degrees, contrast and brightness {JITTER_CONTRAST:g}",
         "command": "python -m wemgan.landmark_fit train-regressor",
     }
     staging = out.with_name(out.name + ".partial")
