@@ -468,7 +468,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     command = commands.add_parser("train-regressor", help="distil dlib's landmarks into a LandmarkRegressor")
     command.add_argument("--cache-folder", required=True, help="a decoded uint8 cache of the train split")
     command.add_argument("--out", type=Path, required=True, help="folder for model.safetensors and model.json")
-    command.add_argument("--steps", type=int, default=3000)
+    command.add_argument("--steps", type=int, default=12000)
     command.add_argument("--batch-size", type=int, default=64)
     command.add_argument("--learning-rate", type=float, default=2e-3)
     command = commands.add_parser("appearance", help="fit the smile's brightness patterns on real faces")
