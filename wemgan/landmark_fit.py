@@ -222,8 +222,7 @@ def landmark_labels(images: np.ndarray) -> np.ndarray:
 def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
     """N: the gap between the inner lips (lower lip's points 65-67 below the upper lip's 61-63, mean y)
     over the inter-ocular distance, of N x 68 x 2 landmarks; about 0 for a closed mouth."""
-    iod = np.linalg.norm(landmarks[:, 36:42].mean(1) - landmarks[:, 42:48].mean(1), axis=1)
-    return (landmarks[:, 65:68, 1].mean(1) - landmarks[:, 61:64, 1].mean(1)) / iod
+    return (landmarks[:, 65:68, 1].mean(1) - landmarks[:, 61:64, 1].mean(1)) / eye_frame(landmarks)[2]
 
 
 def openness_weights(openness: np.ndarray) -> Tensor:
@@ -268,8 +267,7 @@ def train_regressor(
 ) -> dict:
     """Distil dlib's landmarks of the training crops into a LandmarkRegressor (Adam, L1 in pixels,
     cosine decay; half the faces mirrored, all jittered, open mouths drawn more often:
-    openness_weights); writes
-    out/model.safetensors and out/model.json, returns the record."""
+    openness_weights); writes out/model.safetensors and out/model.json, returns the record."""
 
     images, _ = load_train_faces("", cache_folder)
     labels = torch.from_numpy(landmark_labels(images))

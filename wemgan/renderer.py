@@ -98,11 +98,9 @@ CHROMA_SPREAD_REFERENCE = 0.03
 def chroma_scale(x: Tensor, mask: Tensor) -> Tensor:
     """B x 1 x 1 x 1 in [0, 1]: how much of its chroma a drawing may keep, min(1, s / reference), s the
     spread of the chroma of the pixels the mask leaves (0 on a black-and-white photo)."""
-    visible = 1 - mask
     chroma = x - x.mean(1, keepdim=True)
     centred = chroma - visible_mean_colour(chroma, mask)
-    spread = ((centred.square().sum(1, keepdim=True) * visible).sum((2, 3), keepdim=True)
-              / visible.sum((2, 3), keepdim=True).clamp_min(1e-6)).sqrt()  # fmt: skip
+    spread = visible_mean_colour(centred.square().sum(1, keepdim=True), mask).sqrt()
     return (spread / CHROMA_SPREAD_REFERENCE).clamp(max=1)
 
 
