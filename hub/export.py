@@ -20,8 +20,12 @@ packaged motion basis and appearance maps (python -m wemgan.landmark_fit), the L
 estimator of --estimator, and with --renderer the Renderer a `train_accelerate.py --objective render`
 run wrote (RUN/renderer or a checkpoint's renderer/ folder).
 
-    python hub/export.py --editor --regressor hub/default --estimator hub/default --motion-strength 0.75 \
+    python hub/export.py --editor --regressor hub/default --estimator hub/default \
         --renderer ../runs/render/renderer --dtype float16 --out DIR
+
+--motion-strength defaults to the strength hub/default ships at (0.75: the fitted motion at full
+strength overshoots in rendering, docs/research/landmark-editor.md "How strong?"), so that a
+composed model is compared with the shipped editor at equal motion.
 
 --renderer alone (no RUN, no --editor) writes the trained Renderer by itself, with a card: the
 folder a later run goes on from (train_accelerate.py --init_renderer DIR), and that --editor
@@ -64,6 +68,7 @@ from wemgan.landmark_fit import load_landmark_regressor
 from wemgan.landmark_motion import motion_record
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_MOTION_STRENGTH = 0.75  # hub/default's editor.motion_strength: --editor's default, to compare at equal motion
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -84,7 +89,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--regressor", type=Path, default=None, metavar="DIR", help="--editor: the landmark regressor")
     parser.add_argument("--renderer", type=Path, default=None, metavar="DIR",
                         help="a trained Renderer: composed with --editor, or written alone")  # fmt: skip
-    parser.add_argument("--motion-strength", type=float, default=1.0, metavar="S", help="--editor: in (0, 2]")
+    parser.add_argument("--motion-strength", type=float, default=SHIPPED_MOTION_STRENGTH, metavar="S",
+                        help="--editor: the fitted motion scaled by S, in (0, 2] (default: hub/default's)")  # fmt: skip
     parser.add_argument("--no-mouth-cavity", action="store_true", help="--editor: no drawn mouth")
     parser.add_argument("--no-appearance", action="store_true", help="--editor: no skin shading")
     args = parser.parse_args()
@@ -178,9 +184,10 @@ def renderer_card(record: dict) -> str:
         "# WEM-GAN renderer (trained, not composed)", "",
         RENDERER_NOTE, "", renderer_time(record), "",
         "It is not a model by itself: `python hub/export.py --editor --regressor hub/default --estimator hub/default "
-        "--motion-strength 0.75 --renderer THIS_FOLDER --out DIR` composes it with the landmark editor at the "
-        "shipped model's motion strength (compare it with that model at the same strength), and `train_accelerate.py "
-        "--objective render --init_renderer THIS_FOLDER` (with the flags of its command) trains it on.", "",
+        "--renderer THIS_FOLDER --out DIR` composes it with the landmark editor at the shipped model's motion "
+        f"strength ({SHIPPED_MOTION_STRENGTH:g}; compare it with that model at the same strength), and "
+        "`train_accelerate.py --objective render --init_renderer THIS_FOLDER` (with the flags of its command) "
+        "trains it on.", "",
         "## Training data", "", data_text, "", f"Licence: {licence}.", "",
         "## Training record", "", "```json", json.dumps(record, indent=2, sort_keys=True), "```", "",
     ])  # fmt: skip
