@@ -246,7 +246,8 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     record = json.loads((out / "renderer" / "config.json").read_text())
     assert record["steps"] == 2 and record["dataset"] == "synthfacs" and "--objective render" in record["command"]
     assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize", window=0,
-                                 guide="contours", centre_colour=False, keep_inner_mouth=False)  # fmt: skip
+                                 guide="contours", centre_colour=False, keep_inner_mouth=False,
+                                 mouth_surroundings=0)  # fmt: skip
     assert 0 < record["cpu_hours"] < 1 and record["init_renderer"] is None
     assert record["image_size"] == 128
     renderer = Renderer(RendererConfig(**record["config"]))
@@ -281,6 +282,8 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     # hub/export.py composes it with the landmark editor into one model
     composed = composed_with_editor(out / "renderer", tmp_path / "composed")
     assert composed.model_config.kind == "editor+renderer" and composed.provenance["renderer"]["steps"] == 4
+    # at the shipped editor's motion strength unless told otherwise, so the two compare at equal motion
+    assert composed.editor.motion_strength == WEMGAN.from_pretrained(ROOT / "hub/default").editor.motion_strength
     assert "It trained for 4 steps, 0.0 CPU-hours" in (tmp_path / "composed" / "README.md").read_text()
     assert all(torch.equal(v, composed.renderer.state_dict()[k]) for k, v in after.items())
 
@@ -326,12 +329,13 @@ def test_a_windowed_renderer_trains_on_its_windows_and_composes(tmp_path):
     out = tmp_path / "windows"
     train(out, "--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "64",
           "--render_masks", "edits", "--render_centre_colour", "--render_keep_inner_mouth",
-          "--max_train_steps", "2")  # fmt: skip
+          "--render_mouth_surroundings", "6", "--max_train_steps", "2")  # fmt: skip
     record = json.loads((out / "renderer" / "config.json").read_text())
     assert record["config"]["window"] == 64 and record["config"]["centre_colour"] and record["image_size"] == 128
     assert record["config"]["keep_inner_mouth"]  # its edits keep the teeth a face shows, as its training masks did
+    assert record["config"]["mouth_surroundings"] == 6
     logged = metrics(out)
     assert {"r/rec", "r/adversarial", "d_image/gp", "d_high/gp"} <= set(logged[0])  # critics on 64-px windows
     composed = composed_with_editor(out / "renderer", tmp_path / "composed")
     assert isinstance(composed.renderer, PartRenderer) and composed.renderer.renderer.image_size == 64
-    assert composed.model_config.renderer.keep_inner_mouth
+    assert composed.model_config.renderer.keep_inner_mouth and composed.model_config.renderer.mouth_surroundings == 6
