@@ -114,6 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--render_keep_inner_mouth", action="store_true", help="render: edits keep the inner mouth the face shows "
         "before and after (its own teeth); with --render_masks edits, training blanks the same regions "
         "(RendererConfig.keep_inner_mouth)")  # fmt: skip
+    add("--render_mouth_surroundings", type=int, default=0, metavar="PX", help="render: edits that move the lips "
+        "redraw them whole with PX px of skin around them (folds, chin; at 128 px); with --render_masks edits, "
+        "training blanks the same regions (RendererConfig.mouth_surroundings)")  # fmt: skip
     add("--init_renderer", default=None, metavar="DIR", help="render: a new run starts from this trained renderer "
         "(a run's or a checkpoint's renderer/ folder) with fresh critics and optimisers; its steps and CPU hours "
         "count into the new run's record (a run resumed from a checkpoint ignores it)")  # fmt: skip
@@ -223,7 +226,7 @@ def network_config(args: argparse.Namespace) -> GeneratorConfig | RendererConfig
     if args.objective == "render":
         return RendererConfig(args.base_channels, args.max_channels, args.skip_levels, args.upsample,
                               args.render_window, args.render_guide, args.render_centre_colour,
-                              args.render_keep_inner_mouth)  # fmt: skip
+                              args.render_keep_inner_mouth, args.render_mouth_surroundings)  # fmt: skip
     return GeneratorConfig(args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
                            upsample=args.upsample)  # fmt: skip
 
@@ -499,7 +502,7 @@ def main(args: argparse.Namespace) -> None:
             x, u_x = batch["image"], batch["aus"]
             if landmark_reader is not None:  # --objective render: redraw blanked parts, nothing else
                 terms = render_step(accelerator, nets, optimizers, x, u_x, landmark_reader, render_weights, rng,
-                                    args.render_window, mask_editor, args.render_keep_inner_mouth)  # fmt: skip
+                                    mask_editor, network_config(args))  # fmt: skip
                 warmup = False
             else:
                 terms = edit_step(accelerator, args, nets, optimizers, x, u_x, warmup, step, weights, rng,
@@ -581,16 +584,18 @@ def edit_step(
 
 
 def render_step(
-    accelerator, nets, optimizers, x, u_x, landmark_reader, weights: RenderWeights, rng, window: int = 0,
-    mask_editor: LandmarkEditor | None = None, keep_inner_mouth: bool = False,
+    accelerator, nets, optimizers, x, u_x, landmark_reader, weights: RenderWeights, rng,
+    mask_editor: LandmarkEditor | None = None, config: RendererConfig | None = None,
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     """--objective render: random parts of each face are blanked (wemgan.render_masks) and the
     Renderer draws them back from the face's landmarks and AUs. The critics (if any) step first on
     this batch's drawing, then the Renderer steps against them: one renderer pass per batch.
-    With window > 0 (a PartRenderer), one part per face is blanked, and the losses and critics see
+    With config.window > 0 (a PartRenderer), one part per face is blanked, and the losses and critics see
     that part's window only (the rest of the face is the input's own). With a mask_editor, the
-    masks have the shapes of real edits (what it redraws when a face takes another's expression;
-    with keep_inner_mouth, without the inner mouth shown before and after, as RendererConfig's)."""
+    masks have the shapes of real edits (what it redraws when a face takes another's expression,
+    shaped by the mask options of the renderer's config, as its edits will be)."""
+    config = config or RendererConfig()
+    window = config.window
     with torch.no_grad(), accelerator.autocast():
         landmarks = landmark_reader(x).float()
     size = x.shape[-1]
@@ -600,7 +605,7 @@ def render_step(
         mask, parts = training_masks(landmarks, size, rng), None
     if mask_editor is not None:
         moves = mask_editor.landmark_moves(landmarks, pair_targets(u_x, rng) - u_x)
-        edited = edit_mask(landmarks, moves, size, keep_inner_mouth)
+        edited = edit_mask(landmarks, moves, size, config.keep_inner_mouth, config.mouth_surroundings)
         if window:
             mask, parts = window_masks_of(edited, landmarks, window, rng, mask, parts)
         else:  # a face whose edit redraws nothing keeps its random mask

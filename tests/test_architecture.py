@@ -346,6 +346,26 @@ def test_keep_inner_mouth_leaves_the_teeth_shown_before_and_after_and_draws_only
     assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.keep_inner_mouth
 
 
+def test_mouth_surroundings_redraw_moving_lips_whole_with_the_skin_around_them(tmp_path):
+    landmarks = drawn_face_landmarks()
+    smile = torch.zeros_like(landmarks)
+    smile[0, [48, 54], 1], smile[0, 48, 0], smile[0, 54, 0] = -4.0, -3.0, 3.0  # the corners go up and out
+    revealed, around = edit_mask(landmarks, smile, 128), edit_mask(landmarks, smile, 128, mouth_surroundings=6)
+    assert (revealed <= around).all() and around.sum() > 2 * revealed.sum()
+    lips = landmarks[0, 48:60]
+    below_lower_lip, beside_corner = lips[:, 1].max().round().int() + 4, lips[:, 0].max().round().int() + 8
+    assert revealed[0, 0, below_lower_lip, 64] == 0 and around[0, 0, below_lower_lip, 64] == 1  # skin under the lip
+    assert around[0, 0, int(lips[6, 1]) - 4, beside_corner] == 1  # beside the raised corner, where it goes
+    assert around[0, 0, 20, 64] == 0 and around[0, 0, 127, 64] == 0  # not the brows, not the neck
+    assert edit_mask(landmarks, torch.zeros_like(landmarks), 128, mouth_surroundings=6).sum() == 0  # still lips
+    with pytest.raises(ValueError, match="mouth_surroundings"):
+        WEMGAN(editor={}, renderer={"mouth_surroundings": 40})
+    model = WEMGAN(editor={"appearance": False}, renderer={"base_channels": 8, "max_channels": 16, "window": 64,
+                   "mouth_surroundings": 6}, estimator={"channels": 8, "max_channels": 16})  # fmt: skip
+    model.save_pretrained(tmp_path)
+    assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.mouth_surroundings == 6
+
+
 def test_an_editor_with_a_renderer_round_trips_and_keeps_no_change_exact(tmp_path, face_crop):
     model = WEMGAN(editor={"appearance": False}, renderer={"base_channels": 8, "max_channels": 16},
                    estimator={"channels": 8, "max_channels": 16})  # fmt: skip

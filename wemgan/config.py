@@ -17,6 +17,7 @@ from typing import Any
 SKIP_LEVELS = (0, 3, 4, 5)  # DIT skips (paper Table 7); which depths each sends: generator.SKIP_DEPTHS
 SIZE_MULTIPLE = 32  # five stride-2 downsamples to the 4x4 bottleneck (at 128 px)
 MAX_MOTION_STRENGTH = 2.0
+MAX_MOUTH_SURROUNDINGS = 16  # px at 128 px: beyond this a mouth's margin reaches the eyes and the jaw line
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -67,9 +68,13 @@ class RendererConfig:
     guide: str = "contours"  # how it is told the landmarks: "contours" (a line per part) or "heatmaps" (points)
     centre_colour: bool = False  # draws relative to the mean colour of what it sees, with no more chroma than it shows
     keep_inner_mouth: bool = False  # an edit keeps the inner mouth shown before and after it (own teeth)
+    mouth_surroundings: int = 0  # px at 128 px: an edit that moves the lips redraws them and this much skin around
 
     def validate(self, image_size: int = 128) -> RendererConfig:
         _choice("guide", self.guide, ("contours", "heatmaps"))
+        if not 0 <= self.mouth_surroundings <= MAX_MOUTH_SURROUNDINGS:
+            raise ValueError(f"mouth_surroundings must be 0 (only what an edit reveals) to {MAX_MOUTH_SURROUNDINGS} "
+                             f"px, got {self.mouth_surroundings}")  # fmt: skip
         if self.window and not (self.window < image_size and self.window % SIZE_MULTIPLE == 0):
             raise ValueError(f"window must be 0 (the whole face) or a multiple of {SIZE_MULTIPLE} below the image "
                              f"size {image_size}, got {self.window}")  # fmt: skip
