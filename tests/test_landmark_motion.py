@@ -370,6 +370,6 @@ def test_editor_model_round_trips_and_its_fits_stay_float32_in_a_half_file(tmp_p
 
 def test_load_landmark_regressor_takes_a_model_folder_and_says_how_to_train_one(tmp_path):
     regressor, record = load_landmark_regressor("hub/default")
-    assert isinstance(regressor, LandmarkRegressor) and record["steps"] == 1000
+    assert isinstance(regressor, LandmarkRegressor) and record["steps"] == 12000
     with pytest.raises(FileNotFoundError, match="landmark_fit train-regressor"):
         load_landmark_regressor(tmp_path)
