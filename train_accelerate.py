@@ -423,6 +423,7 @@ def main(args: argparse.Namespace) -> None:
         )
         render_weights = RenderWeights(args.lambda_gp, args.lambda_rec, args.lambda_high_frequency,
                                        args.lambda_adversarial)  # fmt: skip
+        render_config = network_config(args)  # its window and the mask options its edits will use
     base_lrs = {name: opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
     ema = None
     if args.ema_decay is not None:
@@ -502,7 +503,7 @@ def main(args: argparse.Namespace) -> None:
             x, u_x = batch["image"], batch["aus"]
             if landmark_reader is not None:  # --objective render: redraw blanked parts, nothing else
                 terms = render_step(accelerator, nets, optimizers, x, u_x, landmark_reader, render_weights, rng,
-                                    mask_editor, network_config(args))  # fmt: skip
+                                    mask_editor, render_config)  # fmt: skip
                 warmup = False
             else:
                 terms = edit_step(accelerator, args, nets, optimizers, x, u_x, warmup, step, weights, rng,
