@@ -404,9 +404,9 @@ class WEMGAN(
             edit = self.editor(x, u)
             edited = edit.image
             if self.renderer is not None:  # it draws what the motion reveals, where the motion changes the face
-                masks = self.model_config.renderer
-                mask = edit_mask(edit.landmarks, edit.moves, self.image_size, masks.keep_inner_mouth,
-                                 masks.mouth_surroundings)  # fmt: skip
+                options = self.model_config.renderer  # the edit mask's options, as in its training
+                mask = edit_mask(edit.landmarks, edit.moves, self.image_size, options.keep_inner_mouth,
+                                 options.mouth_surroundings)  # fmt: skip
                 target = (own.float() + u.float()).clamp(0, 1).to(self.dtype)
                 edited = self.renderer(edited, mask.to(self.dtype), edit.landmarks + edit.moves, target)
             images.append(edited.float())

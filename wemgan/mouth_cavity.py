@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .flow import flow_stretch, line_rows, polygon_coverage, warp
+from .landmark_guides import INNER_LIPS, OUTER_LIPS
 from .landmark_motion import INNER_LOWER_LINE, INNER_UPPER_LINE
 
 CAVITY_SHADE = 0.3  # an opened mouth's inside: the lips' colour at 30% of its brightness (mouth_cavity)
@@ -30,7 +31,7 @@ def mouth_cavity(x: Tensor, landmarks: Tensor, moves: Tensor, flow: Tensor) -> t
     fading into the cheeks' shadow at the corners (CORNER_SHADOW), and between them the lips'
     own colour at CAVITY_SHADE of its brightness."""
     size = x.shape[-1]
-    inner, outer = list(range(60, 68)), list(range(48, 60))
+    inner, outer = INNER_LIPS, OUTER_LIPS
     before = polygon_coverage(landmarks[:, inner], size, supersample=2)
     after = polygon_coverage((landmarks + moves)[:, inner], size, supersample=2)
     # What was inside and is only moved stays; what is magnified past twice its size (lips a

@@ -23,11 +23,11 @@ from PIL import Image
 from wemgan import WEMGAN
 from wemgan.evaluate import load_test_data
 from wemgan.landmark_fit import landmark_labels, load_landmark_regressor, mouth_openness
+from wemgan.landmark_guides import INNER_LIPS
 from wemgan.metrics.reconstruction import to_uint8
 
 VIDEOS = ["WolfgangLanger_Pexels.mp4", "single_face.mp4"]
 FRAME_STEP = 6
-INNER_LIPS = slice(60, 68)
 
 
 def photo_crops(folder: Path) -> tuple[np.ndarray, np.ndarray]:
