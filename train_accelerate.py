@@ -61,7 +61,7 @@ from wemgan.losses import (
 from wemgan.model import WEMGAN
 from wemgan.part_windows import crop
 from wemgan.render_masks import edit_mask, mouth_mask, training_masks, window_masks_of, window_training_masks
-from wemgan.renderer import PartRenderer, Renderer
+from wemgan.renderer import PartRenderer, Renderer, visible_mean_colour
 
 # Size and length groups. Optimisation hyperparameters are the paper's in both.
 PRESETS: dict[str, dict[str, object]] = {
@@ -117,6 +117,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--render_mouth_surroundings", type=int, default=0, metavar="PX", help="render: edits that move the lips "
         "redraw them whole with PX px of skin around them (folds, chin; at 128 px); with --render_masks edits, "
         "training blanks the same regions (RendererConfig.mouth_surroundings)")  # fmt: skip
+    add("--render_warped_input", action="store_true", help="render: the renderer sees the edit's warped pixels "
+        "inside the mask instead of a blank and learns to correct them: training moves real faces to another "
+        "face's expression and back (LandmarkEditor.round_trip) and redraws the originals; needs --render_masks "
+        "edits (RendererConfig.warped_input)")  # fmt: skip
     add("--init_renderer", default=None, metavar="DIR", help="render: a new run starts from this trained renderer "
         "(a run's or a checkpoint's renderer/ folder) with fresh critics and optimisers; its steps and CPU hours "
         "count into the new run's record (a run resumed from a checkpoint ignores it)")  # fmt: skip
@@ -203,6 +207,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--objective render reads the faces' landmarks: add --landmark_regressor hub/default")
     if args.objective == "render" and args.estimator_path:
         p.error("--objective render trains the Renderer alone: no --estimator_path")
+    if args.render_warped_input and args.render_masks != "edits":
+        p.error("--render_warped_input learns to correct real edits' warps: it needs --render_masks edits")
     if args.init_renderer and args.objective != "render":
         p.error("--init_renderer starts a renderer: it needs --objective render")
     if args.objective == "render" and (args.skip_kind != "haar" or args.au_fusion != "multi"):
@@ -226,7 +232,8 @@ def network_config(args: argparse.Namespace) -> GeneratorConfig | RendererConfig
     if args.objective == "render":
         return RendererConfig(args.base_channels, args.max_channels, args.skip_levels, args.upsample,
                               args.render_window, args.render_guide, args.render_centre_colour,
-                              args.render_keep_inner_mouth, args.render_mouth_surroundings)  # fmt: skip
+                              args.render_keep_inner_mouth, args.render_mouth_surroundings,
+                              args.render_warped_input)  # fmt: skip
     return GeneratorConfig(args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
                            upsample=args.upsample)  # fmt: skip
 
@@ -594,7 +601,9 @@ def render_step(
     With config.window > 0 (a PartRenderer), one part per face is blanked, and the losses and critics see
     that part's window only (the rest of the face is the input's own). With a mask_editor, the
     masks have the shapes of real edits (what it redraws when a face takes another's expression,
-    shaped by the mask options of the renderer's config, as its edits will be)."""
+    shaped by the mask options of the renderer's config, as its edits will be). With config.warped_input the
+    renderer is shown, inside an edit's mask, the face moved to the other expression and back by the
+    editor (its squeeze, stretch and drawn mouth) instead of a blank, and redraws the real face."""
     config = config or RendererConfig()
     window = config.window
     with torch.no_grad(), accelerator.autocast():
@@ -604,16 +613,23 @@ def render_step(
         mask, parts = window_training_masks(landmarks, size, window, rng)
     else:
         mask, parts = training_masks(landmarks, size, rng), None
+    seen = x  # what the renderer is shown; it blanks the mask itself unless config.warped_input
     if mask_editor is not None:
         moves = mask_editor.landmark_moves(landmarks, pair_targets(u_x, rng) - u_x)
-        edited = edit_mask(landmarks, moves, size, config.keep_inner_mouth, config.mouth_surroundings)
+        # With warped_input the face is moved by `moves` and back: the edit that draws it is the way back.
+        start, move = (landmarks + moves, -moves) if config.warped_input else (landmarks, moves)
+        edited = edit_mask(start, move, size, config.keep_inner_mouth, config.mouth_surroundings)
+        redrawn = edited.flatten(1).amax(1).view(-1, 1, 1, 1) > 0  # else the face keeps its random mask
         if window:
             mask, parts = window_masks_of(edited, landmarks, window, rng, mask, parts)
-        else:  # a face whose edit redraws nothing keeps its random mask
-            mask = torch.where(edited.flatten(1).amax(1).view(-1, 1, 1, 1) > 0, edited, mask)
+        else:
+            mask = torch.where(redrawn, edited, mask)
+        if config.warped_input:  # an edit's warp inside its mask; a random mask is shown blank, as without
+            fill = torch.where(redrawn, mask_editor.round_trip(x, landmarks, moves), visible_mean_colour(x, mask))
+            seen = x + mask * (fill - x)
     critics = [accelerator.unwrap_model(nets[n]) for n in ("image_critic", "high_frequency_critic") if n in nets]
     with accelerator.autocast():
-        drawn = nets["renderer"](x, mask, landmarks, u_x)
+        drawn = nets["renderer"](seen, mask, landmarks, u_x)
     if window:  # what the losses and critics judge: each face's chosen part's window, as it drew it
         samples = torch.arange(len(x), device=x.device)
         corners, part_masks = accelerator.unwrap_model(nets["renderer"]).windows(mask, landmarks)

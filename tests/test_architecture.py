@@ -9,6 +9,7 @@ import inspect
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,12 @@ import torch
 from test_landmark_motion import drawn_face_landmarks
 
 from wemgan import WEMGAN
+from wemgan.aus import AU_NAMES
 from wemgan.config import EditorConfig, GeneratorConfig, ModelConfig, RendererConfig
 from wemgan.generator import Generator
 from wemgan.landmark_guides import draw_contours, draw_heatmaps
 from wemgan.part_windows import crop, nearest_part, paste_add, share_window_corners, window_corners, window_interiors
-from wemgan.render_masks import edit_mask, mouth_mask, training_masks, window_masks_of, window_training_masks
+from wemgan.render_masks import dilate, edit_mask, mouth_mask, training_masks, window_masks_of, window_training_masks
 from wemgan.renderer import PartRenderer, Renderer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -371,6 +373,39 @@ def test_mouth_surroundings_redraw_moving_lips_whole_with_the_skin_around_them(t
                    "mouth_surroundings": 6}, estimator={"channels": 8, "max_channels": 16})  # fmt: skip
     model.save_pretrained(tmp_path)
     assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.mouth_surroundings == 6
+
+
+def test_a_warped_input_renderer_reads_the_pixels_inside_its_mask_and_a_blanking_one_does_not(tmp_path):
+    torch.manual_seed(0)
+    config = RendererConfig(base_channels=8, max_channels=16, centre_colour=True)
+    blanking, reading = Renderer(config).eval(), Renderer(replace(config, warped_input=True)).eval()
+    reading.load_state_dict(blanking.state_dict())  # the same weights: only what each is shown differs
+    x = torch.rand(1, 3, 128, 128) - 0.5
+    landmarks = torch.rand(1, 68, 2) * 80 + 24
+    mask = (training_masks(landmarks, 128, torch.Generator().manual_seed(0)) == 1).float()
+    other = x + mask * (torch.rand_like(x) - 0.5)  # other pixels inside the mask only
+    aus = torch.zeros(1, 17)
+    assert torch.equal(blanking(x, mask, landmarks, aus), blanking(other, mask, landmarks, aus))
+    read, read_other = reading(x, mask, landmarks, aus), reading(other, mask, landmarks, aus)
+    assert not torch.allclose(read, read_other, atol=1e-3)
+    assert torch.equal(read * (1 - mask), x * (1 - mask)) and torch.equal(reading(x, 0 * mask, landmarks, aus), x)
+    model = WEMGAN(editor={"appearance": False}, renderer={"base_channels": 8, "max_channels": 16, "window": 64,
+                   "warped_input": True}, estimator={"channels": 8, "max_channels": 16})  # fmt: skip
+    model.save_pretrained(tmp_path)
+    assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.warped_input
+
+
+def test_a_round_trip_is_no_change_for_no_move_and_leaves_an_edits_marks_for_a_real_one():
+    editor = WEMGAN.from_pretrained(ROOT / "hub/default").editor.float()
+    y, x = torch.meshgrid(torch.linspace(0, 1, 128), torch.linspace(0, 1, 128), indexing="ij")
+    face = torch.stack([x, y, 1 - x * y])[None] * 1.6 - 0.8  # smooth: resampling alone changes little
+    landmarks = drawn_face_landmarks()
+    assert torch.allclose(editor.round_trip(face, landmarks, torch.zeros_like(landmarks)), face, atol=1e-5)
+    parted = editor.landmark_moves(landmarks, torch.eye(17)[[AU_NAMES.index("AU25")]])
+    changed = (editor.round_trip(face, landmarks, parted) - face).abs().amax(1, keepdim=True)
+    mouth = mouth_mask(landmarks, 128, 2.0)
+    assert (changed * mouth).amax() > 0.5  # the drawn mouth, squeezed back between the lips
+    assert (changed * (1 - dilate(mouth, 16))).amax() < 0.1  # far from the moves, nearly as it was
 
 
 def test_an_editor_with_a_renderer_round_trips_and_keeps_no_change_exact(tmp_path, face_crop):

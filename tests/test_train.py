@@ -247,7 +247,7 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     assert record["steps"] == 2 and record["dataset"] == "synthfacs" and "--objective render" in record["command"]
     assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize", window=0,
                                  guide="contours", centre_colour=False, keep_inner_mouth=False,
-                                 mouth_surroundings=0)  # fmt: skip
+                                 mouth_surroundings=0, warped_input=False)  # fmt: skip
     assert 0 < record["cpu_hours"] < 1 and record["init_renderer"] is None
     assert record["image_size"] == 128
     renderer = Renderer(RendererConfig(**record["config"]))
@@ -329,13 +329,17 @@ def test_a_windowed_renderer_trains_on_its_windows_and_composes(tmp_path):
     out = tmp_path / "windows"
     train(out, "--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "64",
           "--render_masks", "edits", "--render_centre_colour", "--render_keep_inner_mouth",
-          "--render_mouth_surroundings", "6", "--max_train_steps", "2")  # fmt: skip
+          "--render_mouth_surroundings", "6", "--render_warped_input", "--max_train_steps", "2")  # fmt: skip
     record = json.loads((out / "renderer" / "config.json").read_text())
     assert record["config"]["window"] == 64 and record["config"]["centre_colour"] and record["image_size"] == 128
     assert record["config"]["keep_inner_mouth"]  # its edits keep the teeth a face shows, as its training masks did
-    assert record["config"]["mouth_surroundings"] == 6
+    assert record["config"]["mouth_surroundings"] == 6 and record["config"]["warped_input"]
     logged = metrics(out)
     assert {"r/rec", "r/adversarial", "d_image/gp", "d_high/gp"} <= set(logged[0])  # critics on 64-px windows
     composed = composed_with_editor(out / "renderer", tmp_path / "composed")
     assert isinstance(composed.renderer, PartRenderer) and composed.renderer.renderer.image_size == 64
     assert composed.model_config.renderer.keep_inner_mouth and composed.model_config.renderer.mouth_surroundings == 6
+    assert composed.model_config.renderer.warped_input  # it reads the editor's warp inside its masks, as trained
+    random_masks = train(tmp_path / "random", "--objective", "render", "--landmark_regressor", "hub/default",
+                         "--render_warped_input", "--max_train_steps", "1", check=False)  # fmt: skip
+    assert random_masks.returncode != 0 and "needs --render_masks edits" in random_masks.stderr

@@ -69,6 +69,7 @@ class RendererConfig:
     centre_colour: bool = False  # draws relative to the mean colour of what it sees, with no more chroma than it shows
     keep_inner_mouth: bool = False  # an edit keeps the inner mouth shown before and after it (own teeth)
     mouth_surroundings: int = 0  # px at 128 px: an edit that moves the lips redraws them and this much skin around
+    warped_input: bool = False  # it sees the edit's warped pixels inside the mask (not a blank) and corrects them
 
     def validate(self, image_size: int = 128) -> RendererConfig:
         _choice("guide", self.guide, ("contours", "heatmaps"))

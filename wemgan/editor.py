@@ -102,13 +102,27 @@ class LandmarkEditor(nn.Module):
         return landmark_displacements(landmarks.float(), u_rel.float(), basis)
 
     @torch.no_grad()
-    def motion(self, landmarks: Tensor, u_rel: Tensor) -> tuple[Tensor, Tensor]:
-        """(moves B x 68 x 2 px, flow B x 2 x S x S) of faces with these landmarks (B x 68 x 2 px) for
-        relative AUs u_rel (B x 17): where each landmark goes, and the warp that takes it there."""
-        moves = self.landmark_moves(landmarks, u_rel)
-        if self.mouth_cavity:  # a full-size flow with a cut between the lips
-            return moves, parted_lips_flow(landmarks.float(), moves, self.image_size, self.flow_resolution)
-        return moves, motion_flow(landmarks.float(), moves, self.image_size, self.flow_resolution)
+    def move(self, x: Tensor, landmarks: Tensor, moves: Tensor) -> tuple[Tensor, Tensor]:
+        """(image B x 3 x S x S, flow B x 2 x s x s): faces x with these landmarks (B x 68 x 2 px)
+        warped so that each landmark moves by moves (B x 68 x 2 px), with the inside of a mouth the
+        warp opens drawn (mouth_cavity); no skin shading (the AUs' part, in forward)."""
+        flow = (parted_lips_flow if self.mouth_cavity else motion_flow)(
+            landmarks.float(), moves.float(), self.image_size, self.flow_resolution
+        ).to(x.dtype)
+        moved = warp(x, flow)
+        if self.mouth_cavity:
+            cavity, opened = mouth_cavity(x, landmarks.float(), moves.float(), flow.float())
+            moved = moved + opened.to(moved.dtype) * (cavity.to(moved.dtype) - moved)
+        return moved, flow
+
+    @torch.no_grad()
+    def round_trip(self, x: Tensor, landmarks: Tensor, moves: Tensor) -> Tensor:
+        """B x 3 x S x S: faces x (landmarks B x 68 x 2 px) moved by moves and back, each leg as an
+        edit moves a face: the squeeze, the stretch and the drawn mouth an edit leaves, on a face whose
+        true pixels are known (what a Renderer with warped_input learns to correct)."""
+        there, _ = self.move(x, landmarks, moves)
+        back, _ = self.move(there, landmarks + moves, -moves)
+        return back
 
     def forward(self, x: Tensor, u_rel: Tensor) -> EditorOutput:
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2:] != (self.image_size,) * 2:
@@ -118,12 +132,8 @@ class LandmarkEditor(nn.Module):
             raise ValueError(f"LandmarkEditor expects AUs of shape {x.shape[0]} x {NUM_AUS}, got {tuple(u_rel.shape)}")
         with torch.no_grad():
             landmarks = self.landmark_regressor(x).float()
-            moves, flow = self.motion(landmarks, u_rel)
-            flow = flow.to(x.dtype)
-            edited = warp(x, flow)
-            if self.mouth_cavity:
-                cavity, opened = mouth_cavity(x, landmarks, moves, flow.float())
-                edited = edited + opened.to(edited.dtype) * (cavity.to(edited.dtype) - edited)
+            moves = self.landmark_moves(landmarks, u_rel)
+            edited, flow = self.move(x, landmarks, moves)
             if self.appearance:
                 maps = self.appearance_maps * self.motion_strength
                 shading = appearance_shading(

@@ -8,6 +8,10 @@ the masked face, the mask and the target landmarks drawn as contours; the AUs en
 bottleneck as in the paper. It learns by masked reconstruction of real faces (nothing to fool):
     out = x (1 - M) + G([x (1 - M), M, contours(L)], u) M
 so the pixels outside M are the input's own, and an empty mask is no change at all. With
+config.warped_input it sees the pixels inside M too, x instead of x (1 - M): the editor's warp of
+the face, which keeps the lips' colour and the face's own teeth, and which it learns to correct
+(the squeeze, the stretch and the drawn mouth an edit leaves; training shows it real faces moved
+to another expression and back, LandmarkEditor.round_trip). With
 config.centre_colour it draws relative to the mean colour m of the pixels it sees,
     out = x (1 - M) + clamp(m + 2 G([(x - m)(1 - M), M, contours(L)], u), -1, 1) M,
 so a photo's colour cast (saturated or tinted skin that the training faces lack) reaches the
@@ -56,6 +60,7 @@ class Renderer(nn.Module):
         self.image_size, self.face_size = image_size, face_size or image_size
         self.draw_guide = GUIDES[config.guide]  # the landmarks as contour lines or as heatmaps
         self.centre_colour = config.centre_colour
+        self.warped_input = config.warped_input  # it sees x inside the mask, not a blank
         self.generator = Generator(
             num_aus, config.base_channels, config.max_channels, config.skip_levels, image_size=image_size,
             upsample=config.upsample, guide_channels=1 + NUM_CONTOUR_CHANNELS,
@@ -71,12 +76,14 @@ class Renderer(nn.Module):
             raise ValueError(f"Renderer expects landmarks of shape {x.shape[0]} x 68 x 2, got {tuple(landmarks.shape)}")
         mask = mask.to(x.dtype)
         kept = x * (1 - mask)
+        seen = x if self.warped_input else kept
         guide = torch.cat([mask, self.draw_guide(landmarks, x.shape[-1], self.face_size).to(x.dtype)], 1)
         if not self.centre_colour:
-            return kept + mask * self.generator(kept, aus, guide=guide)
+            return kept + mask * self.generator(seen, aus, guide=guide)
         mean = visible_mean_colour(x, mask)
         # twice the tanh's range: black lips' inside and white teeth stay within reach of any mean
-        change = 2 * self.generator((x - mean) * (1 - mask), aus, guide=guide)
+        centred = x - mean if self.warped_input else (x - mean) * (1 - mask)
+        change = 2 * self.generator(centred, aus, guide=guide)
         grey = change.mean(1, keepdim=True)
         change = grey + (change - grey) * chroma_scale(x, mask)
         return kept + mask * (mean + change).clamp(-1, 1)
