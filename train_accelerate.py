@@ -540,7 +540,7 @@ def main(args: argparse.Namespace) -> None:
             if args.sample_steps and (step % args.sample_steps == 0 or step == total_steps):
                 if landmark_reader is not None:
                     _write_render_samples(accelerator, output_dir, ema or generator, landmark_reader, sample_faces,
-                                          sample_aus, step)  # fmt: skip
+                                          sample_aus, step, mask_editor, render_config)  # fmt: skip
                 else:
                     _write_samples(accelerator, output_dir, ema or generator, sample_faces, sample_aus, step)
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
@@ -783,14 +783,45 @@ def _write_samples(accelerator, output_dir: Path, generator, faces, aus, step: i
 
 
 @torch.no_grad()
-def _write_render_samples(accelerator, output_dir: Path, renderer, landmark_reader, faces, aus, step: int) -> None:
-    """Per face: the face | its masked input with the landmark contours | its redrawing | the
-    contours of the next face's mouth, fitted to this mouth | the mouth drawn from them | that face."""
+def _write_render_samples(
+    accelerator, output_dir: Path, renderer, landmark_reader, faces, aus, step: int,
+    mask_editor: LandmarkEditor | None = None, config: RendererConfig | None = None,
+) -> None:  # fmt: skip
+    """A sheet of the EMA renderer's drawing of the sample faces (columns: _warp_correction_columns with
+    config.warped_input, else _mouth_swap_columns)."""
     if not accelerator.is_main_process:
         return
     net = renderer.module if isinstance(renderer, AveragedModel) else accelerator.unwrap_model(renderer)
     faces, aus = faces.to(accelerator.device), aus.to(accelerator.device)
     landmarks = landmark_reader(faces).float()
+    if config is not None and config.warped_input:
+        columns = _warp_correction_columns(net, mask_editor, config, faces, aus, landmarks)
+    else:
+        columns = _mouth_swap_columns(net, faces, aus, landmarks)
+    grid = image_grid([[column[i].cpu() for column in columns] for i in range(len(faces))])
+    (output_dir / "samples").mkdir(exist_ok=True)
+    save_atomic_png(grid, output_dir / "samples" / f"step-{step:07d}.png")
+
+
+def _warp_correction_columns(net, mask_editor: LandmarkEditor, config: RendererConfig, faces, aus, landmarks):
+    """Per face, as a warped-input renderer trains and edits: the face | what it is shown (the face moved
+    to the next face's expression and back, inside the mask, with the contours) | its redrawing | the
+    editor's edit to the next face's expression | that edit as it corrects it | the next face."""
+    size, options, other = faces.shape[-1], (config.keep_inner_mouth, config.mouth_surroundings), aus.roll(1, 0)
+    moves = mask_editor.landmark_moves(landmarks, other - aus)
+    mask = edit_mask(landmarks + moves, -moves, size, *options)
+    seen = faces + mask * (mask_editor.round_trip(faces, landmarks, moves) - faces)
+    edit = mask_editor(faces, other - aus)
+    corrected = net(edit.image, edit_mask(edit.landmarks, edit.moves, size, *options), edit.landmarks + edit.moves,
+                    other)  # fmt: skip
+    contours = draw_contours(landmarks, size).amax(1, keepdim=True)
+    return [faces, seen.maximum(contours * 2 - 1), net(seen, mask, landmarks, aus), edit.image, corrected,
+            faces.roll(1, 0)]  # fmt: skip
+
+
+def _mouth_swap_columns(net, faces, aus, landmarks) -> list[torch.Tensor]:
+    """Per face: the face | its masked input with the landmark contours | its redrawing | the
+    contours of the next face's mouth, fitted to this mouth | the mouth drawn from them | that face."""
     size = faces.shape[-1]
     mask = training_masks(landmarks, size, torch.Generator(device=faces.device).manual_seed(0))
     contours = draw_contours(landmarks, size).amax(1, keepdim=True)
@@ -803,11 +834,8 @@ def _write_render_samples(accelerator, output_dir: Path, renderer, landmark_read
     target[:, mouth] = centre + (donor[:, mouth] - donor_centre) * width.view(-1, 1, 1)
     swap_mask = torch.maximum(mouth_mask(landmarks, size, 4.0), mouth_mask(target, size, 4.0))
     target_drawing = draw_contours(target, size).amax(1, keepdim=True) * 2 - 1
-    columns = [faces, shown, net(faces, mask, landmarks, aus), target_drawing.expand_as(faces),
-               net(faces, swap_mask, target, aus.roll(1, 0)), faces.roll(1, 0)]  # fmt: skip
-    grid = image_grid([[column[i].cpu() for column in columns] for i in range(len(faces))])
-    (output_dir / "samples").mkdir(exist_ok=True)
-    save_atomic_png(grid, output_dir / "samples" / f"step-{step:07d}.png")
+    return [faces, shown, net(faces, mask, landmarks, aus), target_drawing.expand_as(faces),
+            net(faces, swap_mask, target, aus.roll(1, 0)), faces.roll(1, 0)]  # fmt: skip
 
 
 def _save_checkpoint(accelerator, args, output_dir: Path, nets, ema, estimator, state: dict) -> Path:

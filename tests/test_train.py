@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 pytest.importorskip("accelerate", reason="the train extra is not installed")
@@ -329,11 +330,13 @@ def test_a_windowed_renderer_trains_on_its_windows_and_composes(tmp_path):
     out = tmp_path / "windows"
     train(out, "--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "64",
           "--render_masks", "edits", "--render_centre_colour", "--render_keep_inner_mouth",
-          "--render_mouth_surroundings", "6", "--render_warped_input", "--max_train_steps", "2")  # fmt: skip
+          "--render_mouth_surroundings", "6", "--render_warped_input", "--max_train_steps", "2",
+          "--sample_steps", "2")  # fmt: skip
     record = json.loads((out / "renderer" / "config.json").read_text())
     assert record["config"]["window"] == 64 and record["config"]["centre_colour"] and record["image_size"] == 128
     assert record["config"]["keep_inner_mouth"]  # its edits keep the teeth a face shows, as its training masks did
     assert record["config"]["mouth_surroundings"] == 6 and record["config"]["warped_input"]
+    assert Image.open(out / "samples" / "step-0000002.png").size == (6 * 130, 4 * 130)  # the edits it corrects
     logged = metrics(out)
     assert {"r/rec", "r/adversarial", "d_image/gp", "d_high/gp"} <= set(logged[0])  # critics on 64-px windows
     composed = composed_with_editor(out / "renderer", tmp_path / "composed")
