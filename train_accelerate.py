@@ -618,7 +618,7 @@ def render_step(
         moves = mask_editor.landmark_moves(landmarks, pair_targets(u_x, rng) - u_x)
         # With warped_input the face is moved by `moves` and back: the edit that draws it is the way back.
         start, move = (landmarks + moves, -moves) if config.warped_input else (landmarks, moves)
-        edited = edit_mask(start, move, size, config.keep_inner_mouth, config.mouth_surroundings)
+        edited = edit_mask(start, move, size, config)
         redrawn = edited.flatten(1).amax(1).view(-1, 1, 1, 1) > 0  # else the face keeps its random mask
         if window:
             mask, parts = window_masks_of(edited, landmarks, window, rng, mask, parts)
@@ -807,12 +807,12 @@ def _warp_correction_columns(net, mask_editor: LandmarkEditor, config: RendererC
     """Per face, as a warped-input renderer trains and edits: the face | what it is shown (the face moved
     to the next face's expression and back, inside the mask, with the contours) | its redrawing | the
     editor's edit to the next face's expression | that edit as it corrects it | the next face."""
-    size, options, other = faces.shape[-1], (config.keep_inner_mouth, config.mouth_surroundings), aus.roll(1, 0)
+    size, other = faces.shape[-1], aus.roll(1, 0)
     moves = mask_editor.landmark_moves(landmarks, other - aus)
-    mask = edit_mask(landmarks + moves, -moves, size, *options)
+    mask = edit_mask(landmarks + moves, -moves, size, config)
     seen = faces + mask * (mask_editor.round_trip(faces, landmarks, moves) - faces)
     edit = mask_editor(faces, other - aus)
-    corrected = net(edit.image, edit_mask(edit.landmarks, edit.moves, size, *options), edit.landmarks + edit.moves,
+    corrected = net(edit.image, edit_mask(edit.landmarks, edit.moves, size, config), edit.landmarks + edit.moves,
                     other)  # fmt: skip
     contours = draw_contours(landmarks, size).amax(1, keepdim=True)
     return [faces, seen.maximum(contours * 2 - 1), net(seen, mask, landmarks, aus), edit.image, corrected,

@@ -345,7 +345,8 @@ def test_keep_inner_mouth_leaves_the_teeth_shown_before_and_after_and_draws_only
     landmarks[0, 65:68, 1] += 6.0  # an open mouth: the inner lower lip 6 px below the upper
     wider = torch.zeros_like(landmarks)
     wider[0, [*range(55, 60), *range(65, 68)], 1] = 4.0  # it opens 4 px further
-    every, kept = edit_mask(landmarks, wider, 128), edit_mask(landmarks, wider, 128, keep_inner_mouth=True)
+    keep = RendererConfig(keep_inner_mouth=True)
+    every, kept = edit_mask(landmarks, wider, 128), edit_mask(landmarks, wider, 128, keep)
     assert every[0, 0, 96, 64] == 1 and kept[0, 0, 96, 64] == 0  # inside before and after: its own teeth stay
     assert kept[0, 0, 103, 64] == 1  # only the edit's mouth shows here: drawn
     assert (kept <= every).all() and kept.sum() < every.sum()
@@ -359,14 +360,15 @@ def test_mouth_surroundings_redraw_moving_lips_whole_with_the_skin_around_them(t
     landmarks = drawn_face_landmarks()
     smile = torch.zeros_like(landmarks)
     smile[0, [48, 54], 1], smile[0, 48, 0], smile[0, 54, 0] = -4.0, -3.0, 3.0  # the corners go up and out
-    revealed, around = edit_mask(landmarks, smile, 128), edit_mask(landmarks, smile, 128, mouth_surroundings=6)
+    surroundings = RendererConfig(mouth_surroundings=6)
+    revealed, around = edit_mask(landmarks, smile, 128), edit_mask(landmarks, smile, 128, surroundings)
     assert (revealed <= around).all() and around.sum() > 2 * revealed.sum()
     lips = landmarks[0, 48:60]
     below_lower_lip, beside_corner = lips[:, 1].max().round().int() + 4, lips[:, 0].max().round().int() + 8
     assert revealed[0, 0, below_lower_lip, 64] == 0 and around[0, 0, below_lower_lip, 64] == 1  # skin under the lip
     assert around[0, 0, int(lips[6, 1]) - 4, beside_corner] == 1  # beside the raised corner, where it goes
     assert around[0, 0, 20, 64] == 0 and around[0, 0, 127, 64] == 0  # not the brows, not the neck
-    assert edit_mask(landmarks, torch.zeros_like(landmarks), 128, mouth_surroundings=6).sum() == 0  # still lips
+    assert edit_mask(landmarks, torch.zeros_like(landmarks), 128, surroundings).sum() == 0  # still lips
     with pytest.raises(ValueError, match="mouth_surroundings"):
         WEMGAN(editor={}, renderer={"mouth_surroundings": 40})
     model = WEMGAN(editor={"appearance": False}, renderer={"base_channels": 8, "max_channels": 16, "window": 64,

@@ -404,9 +404,8 @@ class WEMGAN(
             edit = self.editor(x, u)
             edited = edit.image
             if self.renderer is not None:  # it draws what the motion reveals, where the motion changes the face
-                options = self.model_config.renderer  # the edit mask's options, as in its training
-                mask = edit_mask(edit.landmarks, edit.moves, self.image_size, options.keep_inner_mouth,
-                                 options.mouth_surroundings)  # fmt: skip
+                # the edit mask's options are the renderer's, as in its training
+                mask = edit_mask(edit.landmarks, edit.moves, self.image_size, self.model_config.renderer)
                 target = (own.float() + u.float()).clamp(0, 1).to(self.dtype)
                 edited = self.renderer(edited, mask.to(self.dtype), edit.landmarks + edit.moves, target)
             images.append(edited.float())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .config import RendererConfig
 from .flow import polygon_coverage
 from .landmark_guides import (
     INNER_LIPS,
@@ -194,9 +195,7 @@ def brow_skin_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]
     return brow_to_lid_masks(landmarks, image_size, BROW_HAIR, LID_CLEARANCE)
 
 
-def edit_mask(
-    landmarks: Tensor, moves: Tensor, image_size: int, keep_inner_mouth: bool = False, mouth_surroundings: int = 0
-) -> Tensor:
+def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int, options: RendererConfig | None = None) -> Tensor:
     """Where the Renderer redraws an edit: what the edit reveals, which a warp cannot draw.
 
     The warp moves lips, lids and brows well and keeps their colours (a renderer that redraws a
@@ -208,22 +207,25 @@ def edit_mask(
     - the skin a rising brow uncovers: the band between the brow (where it goes) and its upper lid,
       when the brow rises by more than MOVED px. A brow that falls only squeezes skin, which the
       warp does well.
-    With keep_inner_mouth, the inner mouth the face shows both before and after the edit (its own
+    options are the renderer's config (wemgan.config.RendererConfig; default: neither option below).
+    With options.keep_inner_mouth, the inner mouth the face shows both before and after the edit (its own
     teeth, moved by the warp) is kept: only where one of the two has it is drawn, INNER_MARGIN px wider.
-    With mouth_surroundings > 0 (px at 128 px), lips that move are redrawn whole, with that much skin
+    With options.mouth_surroundings > 0 (px at 128 px), lips that move are redrawn whole, with that much skin
     around them where they were and where they go: a smile drawn into a face that does not otherwise
     smile is what the realism test spots (docs/research/measures.md, 2026-12-06 late night), and the
     folds and chin around a mouth belong to its expression.
     An edit that moves nothing gives an empty mask, so the Renderer changes nothing.
     landmarks, moves: B x 68 x 2 px."""
+    options = options or RendererConfig()
     target = landmarks + moves
     scale = image_size / 128
     lips_move = (moves[:, OUTER_LIPS + INNER_LIPS].norm(dim=-1).amax(1) / scale > MOVED).float().view(-1, 1, 1, 1)
     before, after = inner_mouth_mask(landmarks, image_size), inner_mouth_mask(target, image_size)
-    inner = (before - after).abs() if keep_inner_mouth else torch.maximum(before, after)
+    inner = (before - after).abs() if options.keep_inner_mouth else torch.maximum(before, after)
     mask = lips_move * dilate(inner, round(INNER_MARGIN * scale))
-    if mouth_surroundings:
-        around = torch.maximum(*(mouth_mask(points, image_size, mouth_surroundings) for points in (landmarks, target)))
+    if options.mouth_surroundings:
+        width = options.mouth_surroundings
+        around = torch.maximum(*(mouth_mask(points, image_size, width) for points in (landmarks, target)))
         mask = torch.maximum(mask, lips_move * around)
     for brow, skin in zip((RIGHT_BROW, LEFT_BROW), brow_skin_masks(target, image_size), strict=True):
         rises = ((-moves[:, brow, 1]).amax(1) / scale > MOVED).float().view(-1, 1, 1, 1)  # image y points down
