@@ -23,7 +23,7 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import safetensors.torch
@@ -121,6 +121,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "inside the mask instead of a blank and learns to correct them: training moves real faces to another "
         "face's expression and back (LandmarkEditor.round_trip) and redraws the originals; needs --render_masks "
         "edits (RendererConfig.warped_input)")  # fmt: skip
+    add("--render_edit_strengths", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"), help="render: "
+        "with --render_masks edits, each face takes the other face's expression at a strength drawn uniformly "
+        "from [LO, HI], as a user's strength slider scales an edit (1 1: the editor's own strength); strong "
+        "strengths show training the wide openings of strong edits")  # fmt: skip
     add("--init_renderer", default=None, metavar="DIR", help="render: a new run starts from this trained renderer "
         "(a run's or a checkpoint's renderer/ folder) with fresh critics and optimisers; its steps and CPU hours "
         "count into the new run's record (a run resumed from a checkpoint ignores it)")  # fmt: skip
@@ -209,6 +213,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--objective render trains the Renderer alone: no --estimator_path")
     if args.render_warped_input and args.render_masks != "edits":
         p.error("--render_warped_input learns to correct real edits' warps: it needs --render_masks edits")
+    lo, hi = args.render_edit_strengths
+    if not 0 <= lo <= hi:
+        p.error(f"--render_edit_strengths {lo} {hi}: give 0 <= LO <= HI")
+    if (lo, hi) != (1.0, 1.0) and args.render_masks != "edits":
+        p.error("--render_edit_strengths scales the edits that shape the masks: it needs --render_masks edits")
     if args.init_renderer and args.objective != "render":
         p.error("--init_renderer starts a renderer: it needs --objective render")
     if args.objective == "render" and (args.skip_kind != "haar" or args.au_fusion != "multi"):
@@ -289,7 +298,9 @@ def init_renderer(args: argparse.Namespace, renderer: torch.nn.Module, ema: Aver
     """Loads --init_renderer's weights into the renderer (and its EMA); returns the CPU-hours and
     steps it had trained, which the new run's record carries on."""
     record, weights = read_renderer_folder(args.init_renderer)
-    if RendererConfig(**record["config"]) != network_config(args):
+    # warped_input changes what the renderer is shown inside its mask, not its weights: a blanking
+    # renderer may start a warped-input run (it learns to correct what it used to draw from nothing).
+    if replace(RendererConfig(**record["config"]), warped_input=args.render_warped_input) != network_config(args):
         raise ValueError(f"--init_renderer {args.init_renderer} is a renderer of {record['config']}, this run trains "
                          f"{asdict(network_config(args))}: give the same widths and --render_* flags")  # fmt: skip
     renderer.load_state_dict(weights)
@@ -510,7 +521,7 @@ def main(args: argparse.Namespace) -> None:
             x, u_x = batch["image"], batch["aus"]
             if landmark_reader is not None:  # --objective render: redraw blanked parts, nothing else
                 terms = render_step(accelerator, nets, optimizers, x, u_x, landmark_reader, render_weights, rng,
-                                    mask_editor, render_config)  # fmt: skip
+                                    mask_editor, render_config, args.render_edit_strengths)  # fmt: skip
                 warmup = False
             else:
                 terms = edit_step(accelerator, args, nets, optimizers, x, u_x, warmup, step, weights, rng,
@@ -594,6 +605,7 @@ def edit_step(
 def render_step(
     accelerator, nets, optimizers, x, u_x, landmark_reader, weights: RenderWeights, rng,
     mask_editor: LandmarkEditor | None = None, config: RendererConfig | None = None,
+    edit_strengths: tuple[float, float] = (1.0, 1.0),
 ) -> dict[str, torch.Tensor]:  # fmt: skip
     """--objective render: random parts of each face are blanked (wemgan.render_masks) and the
     Renderer draws them back from the face's landmarks and AUs. The critics (if any) step first on
@@ -603,7 +615,8 @@ def render_step(
     masks have the shapes of real edits (what it redraws when a face takes another's expression,
     shaped by the mask options of the renderer's config, as its edits will be). With config.warped_input the
     renderer is shown, inside an edit's mask, the face moved to the other expression and back by the
-    editor (its squeeze, stretch and drawn mouth) instead of a blank, and redraws the real face."""
+    editor (its squeeze, stretch and drawn mouth) instead of a blank, and redraws the real face. Each
+    edit's strength is drawn uniformly from edit_strengths, as a user's slider scales the AU change."""
     config = config or RendererConfig()
     window = config.window
     with torch.no_grad(), accelerator.autocast():
@@ -615,7 +628,9 @@ def render_step(
         mask, parts = training_masks(landmarks, size, rng), None
     seen = x  # what the renderer is shown; it blanks the mask itself unless config.warped_input
     if mask_editor is not None:
-        moves = mask_editor.landmark_moves(landmarks, pair_targets(u_x, rng) - u_x)
+        lo, hi = edit_strengths
+        strength = lo + (hi - lo) * torch.rand(len(x), 1, generator=rng, device=x.device)
+        moves = mask_editor.landmark_moves(landmarks, strength * (pair_targets(u_x, rng) - u_x))
         # With warped_input the face is moved by `moves` and back: the edit that draws it is the way back.
         start, move = (landmarks + moves, -moves) if config.warped_input else (landmarks, moves)
         edited = edit_mask(start, move, size, config)

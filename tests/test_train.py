@@ -310,14 +310,14 @@ def test_render_objective_without_critics(tmp_path):
     assert "It trained for 2 steps" in (candidate / "README.md").read_text()
     halves = load_file(candidate / "model.safetensors")
     assert all(v.dtype == torch.float16 for v in halves.values() if v.is_floating_point())
-    started = tmp_path / "started"
+    started = tmp_path / "started"  # a blanking renderer may start a warped-input run: the weights are alike
     result = train(started, "--objective", "render", "--landmark_regressor", "hub/default", "--lambda_adversarial",
                    "0", "--max_train_steps", "1", "--learning_rate", "0", "--ema_decay", "0.9", "--init_renderer",
-                   str(candidate))  # fmt: skip
+                   str(candidate), "--render_masks", "edits", "--render_warped_input")  # fmt: skip
     assert f"renderer initialised from {candidate} (2 steps" in result.stdout + result.stderr
     record = json.loads((started / "renderer" / "config.json").read_text())
     assert record["steps"] == 3 and record["cpu_hours"] > first["cpu_hours"]
-    assert record["init_renderer"] == str(candidate)
+    assert record["init_renderer"] == str(candidate) and record["config"]["warped_input"]
     after = load_file(started / "renderer" / "model.safetensors")
     assert all(torch.equal(halves[k].float(), after[k]) for k in halves)  # learning rate 0: where it started
     wider = train(tmp_path / "wider", "--objective", "render", "--landmark_regressor", "hub/default",
@@ -330,8 +330,8 @@ def test_a_windowed_renderer_trains_on_its_windows_and_composes(tmp_path):
     out = tmp_path / "windows"
     train(out, "--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "64",
           "--render_masks", "edits", "--render_centre_colour", "--render_keep_inner_mouth",
-          "--render_mouth_surroundings", "6", "--render_warped_input", "--max_train_steps", "2",
-          "--sample_steps", "2")  # fmt: skip
+          "--render_mouth_surroundings", "6", "--render_warped_input", "--render_edit_strengths", "0.5", "2",
+          "--max_train_steps", "2", "--sample_steps", "2")  # fmt: skip
     record = json.loads((out / "renderer" / "config.json").read_text())
     assert record["config"]["window"] == 64 and record["config"]["centre_colour"] and record["image_size"] == 128
     assert record["config"]["keep_inner_mouth"]  # its edits keep the teeth a face shows, as its training masks did
@@ -346,3 +346,9 @@ def test_a_windowed_renderer_trains_on_its_windows_and_composes(tmp_path):
     random_masks = train(tmp_path / "random", "--objective", "render", "--landmark_regressor", "hub/default",
                          "--render_warped_input", "--max_train_steps", "1", check=False)  # fmt: skip
     assert random_masks.returncode != 0 and "needs --render_masks edits" in random_masks.stderr
+    assert json.loads((out / "config.json").read_text())["render_edit_strengths"] == [0.5, 2.0]
+    for flags, said in ((["--render_edit_strengths", "2", "1"], "give 0 <= LO <= HI"),
+                        (["--render_edit_strengths", "0.5", "2"], "it needs --render_masks edits")):  # fmt: skip
+        refused = train(tmp_path / "refused", "--objective", "render", "--landmark_regressor", "hub/default",
+                        *flags, "--max_train_steps", "1", check=False)  # fmt: skip
+        assert refused.returncode != 0 and said in refused.stderr
