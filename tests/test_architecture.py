@@ -23,7 +23,16 @@ from wemgan.aus import AU_NAMES
 from wemgan.config import EditorConfig, GeneratorConfig, ModelConfig, RendererConfig
 from wemgan.generator import Generator
 from wemgan.landmark_guides import draw_contours, draw_heatmaps
-from wemgan.part_windows import crop, nearest_part, paste_add, share_window_corners, window_corners, window_interiors
+from wemgan.part_windows import (
+    crop,
+    nearest_part,
+    part_shares,
+    paste_add,
+    share_window_corners,
+    window_corners,
+    window_interiors,
+    zoomed_window_scales,
+)
 from wemgan.render_masks import dilate, edit_mask, mouth_mask, training_masks, window_masks_of, window_training_masks
 from wemgan.renderer import PartRenderer, Renderer
 
@@ -321,6 +330,24 @@ def test_the_part_renderer_draws_only_its_mask_inside_its_windows():
         RendererConfig(window=48).validate()
     with pytest.raises(ValueError, match="window"):
         PartRenderer(RendererConfig())
+
+
+def test_a_share_wider_than_a_window_is_drawn_whole_by_a_zoomed_out_window():
+    torch.manual_seed(0)
+    renderer = PartRenderer(RendererConfig(base_channels=8, max_channels=16, window=64)).eval()
+    landmarks = drawn_face_landmarks().expand(2, -1, -1).clone()
+    x, aus = torch.rand(2, 3, 128, 128) * 2 - 1, torch.rand(2, 17)
+    mask = torch.zeros(2, 1, 128, 128)
+    mask[0, :, 84:104, 22:106] = 1  # an 84-px mouth (a strong edit's): wider than the 56 px a window draws
+    mask[1, :, 88:100, 50:80] = 1  # a mouth that fits
+    assert zoomed_window_scales(part_shares(mask, landmarks), 64)[:, 0].tolist() == [1.5, 1.0]
+    out = renderer(x, mask, landmarks, aus)
+    assert torch.equal(out * (1 - mask), x * (1 - mask))
+    assert (out[0, :, 84:104, 22:30] != x[0, :, 84:104, 22:30]).all()  # its ends, beyond a 64-px window, drawn
+    assert out.abs().max() <= 1
+    for face in (0, 1):  # each face's windows change that face only
+        alone = renderer(x[face : face + 1], mask[face : face + 1], landmarks[:1], aus[face : face + 1])
+        assert torch.allclose(alone, out[face : face + 1], atol=1e-6)
 
 
 def test_the_edit_mask_covers_what_the_edit_reveals_and_nothing_when_nothing_moves():

@@ -4,13 +4,19 @@ An expression redraws the mouth, the eyes and the brows; the rest of the face on
 renderer that sees a window around one part at the face's own resolution spends all its capacity
 there and costs a quarter of a whole-face pass at 64 px of 128 (docs/research/renderer.md).
 Windows are cut at whole-pixel offsets, so nothing is resampled: cropping and pasting back are
-exact. Landmarks are B x 68 x 2 pixels (x, y); images B x C x S x S.
+exact. A part whose share of the mask is wider than a window can draw (strong edits: a mouth
+opened at strength 1.5 spans 64-84 px of 128) gets a zoomed-out window instead: a square of
+`window x scale` px resampled to the window, drawn there, and resampled back inside its share
+only (zoomed_window_scales). Landmarks are B x 68 x 2 pixels (x, y); images B x C x S x S.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from .landmark_guides import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE
 
@@ -59,20 +65,49 @@ def part_shares(mask: Tensor, landmarks: Tensor) -> Tensor:
     return mask * nearest_part(landmarks, mask.shape[-1]).to(mask.dtype)
 
 
+def _share_boxes(shares: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(first B x P x 2, last B x P x 2, filled B x P): each share's bounding box (x, y) in pixels."""
+    size = shares.shape[-1]
+    rows, cols = shares.amax(-1) > 0, shares.amax(-2) > 0  # B x P x S each
+    filled = torch.stack([cols, rows], -2).float()  # B x P x 2 x S
+    first = filled.argmax(-1)
+    last = size - 1 - filled.flip(-1).argmax(-1)
+    return first, last, rows.any(-1)
+
+
 def share_window_corners(shares: Tensor, landmarks: Tensor, window: int) -> Tensor:
     """B x P x 2 (x, y) top-left corners of windows centred on each share's bounding box (on the
     part's landmarks where its share is empty), kept inside the image."""
-    size = shares.shape[-1]
-    rows, cols = shares.amax(-1) > 0, shares.amax(-2) > 0  # B x P x S each
+    first, last, filled = _share_boxes(shares)
+    centres = torch.where(filled[..., None], (first + last).float() / 2, part_centres(landmarks))
+    return _corners_around(centres + 0.5, window, shares.shape[-1])
 
-    def middle(filled: Tensor) -> Tensor:
-        first = filled.float().argmax(-1)
-        last = size - 1 - filled.flip(-1).float().argmax(-1)
-        return (first + last).float() / 2
 
-    centres = torch.stack([middle(cols), middle(rows)], -1)
-    centres = torch.where(rows.any(-1, keepdim=True), centres, part_centres(landmarks))
-    return _corners_around(centres + 0.5, window, size)
+def zoomed_window_scales(shares: Tensor, window: int, margin: int = WINDOW_MARGIN) -> Tensor:
+    """B x P: how far each part's window must zoom out (>= 1) for its whole share to lie inside it,
+    `margin` px from its border; 1 where the share fits a window at the face's own resolution."""
+    first, last, filled = _share_boxes(shares)
+    extent = torch.where(filled, (last - first + 1).amax(-1), 0).float()  # the bounding box's longer side
+    return (extent / (window - 2 * margin)).clamp(min=1)
+
+
+def zoomed_square(centre: Tensor, scale: float, window: int, size: int) -> tuple[int, int, int]:
+    """(x, y, side): the square of the image (side <= size) a window zoomed out by `scale` covers,
+    centred on centre (x, y px) and kept inside the image."""
+    side = min(size, math.ceil(window * scale))
+    x, y = ((centre - side / 2).round().clamp(0, size - side)).long().tolist()
+    return x, y, side
+
+
+def share_centre(share: Tensor) -> Tensor:
+    """(x, y): the middle of one share's (S x S) bounding box, in pixels."""
+    first, last, _ = _share_boxes(share[None, None])
+    return (first + last)[0, 0].float() / 2 + 0.5
+
+
+def resample(images: Tensor, side: int) -> Tensor:
+    """N x C x side x side: images resized with antialiasing (bilinear)."""
+    return F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
 
 
 def window_interiors(corners: Tensor, window: int, size: int, margin: int = WINDOW_MARGIN) -> Tensor:

@@ -30,11 +30,22 @@ from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .config import RendererConfig
 from .generator import Generator
 from .landmark_guides import GUIDES, NUM_CONTOUR_CHANNELS
-from .part_windows import crop, part_shares, paste_add, share_window_corners, window_interiors
+from .part_windows import (
+    crop,
+    part_shares,
+    paste_add,
+    resample,
+    share_centre,
+    share_window_corners,
+    window_interiors,
+    zoomed_square,
+    zoomed_window_scales,
+)
 
 
 class Renderer(nn.Module):
@@ -118,8 +129,10 @@ class PartRenderer(nn.Module):
     A Renderer at config.window px draws each (face, part) window whose mask is not empty, all in
     one batch; each pixel belongs to its nearest part, so overlapping windows never draw it twice.
     A window is centred on its part's share of the mask and draws nothing within WINDOW_MARGIN px
-    of its border; masked pixels outside (a stretched cheek, a mask wider than a window) are left
-    as the input has them.
+    of its border. A share too wide for that (a mouth opened by a strong edit) is drawn whole by a
+    zoomed-out window: its square, window x scale px, resampled to the window, drawn, and resampled
+    back inside the share only (so it comes out a little softer). Before, the share's ends were left
+    as the editor drew them: the grey corners of its ring beside a drawn smile.
 
     Args:
         config: the windowed renderer's configuration (wemgan.config.RendererConfig, window > 0).
@@ -148,7 +161,49 @@ class PartRenderer(nn.Module):
         if mask.shape != (x.shape[0], 1, self.image_size, self.image_size) or x.shape[-1] != self.image_size:
             raise ValueError(f"PartRenderer expects images and masks of side {self.image_size}, got "
                              f"{tuple(x.shape)} and {tuple(mask.shape)}")  # fmt: skip
-        corners, part_masks = self.windows(mask.to(x.dtype), landmarks)  # B x P x 2, B x P x S x S
+        mask = mask.to(x.dtype)
+        shares = part_shares(mask, landmarks)  # B x P x S x S
+        scales = zoomed_window_scales(shares, self.window)
+        zoomed = scales > 1  # shares wider than a window can draw: zoomed-out windows draw them
+        out = self._draw_windows(x, (shares * (~zoomed)[..., None, None].to(x.dtype)).sum(1, keepdim=True),
+                                 landmarks, aus)  # fmt: skip
+        if zoomed.any():
+            faces, parts = zoomed.nonzero().unbind(1)
+            out = out.index_add(0, faces, self._draw_zoomed(x, shares[faces, parts], landmarks, aus, faces,
+                                                            scales[faces, parts].tolist()))  # fmt: skip
+        return out
+
+    def _draw_zoomed(
+        self, x: Tensor, shares: Tensor, landmarks: Tensor, aus: Tensor, faces: Tensor, scales: list[float]
+    ) -> Tensor:
+        """N x 3 x S x S: the changes that N windows, zoomed out by `scales`, draw inside their shares
+        (N x S x S) of faces x[faces]: each window's square resampled to the window, all drawn in one
+        batch, each resampled back and kept inside its share only."""
+        squares = [
+            zoomed_square(share_centre(share), scale, self.window, self.image_size)
+            for share, scale in zip(shares, scales, strict=True)
+        ]
+        seen, masks, local = [], [], []
+        for face, share, (left, top, side) in zip(faces.tolist(), shares, squares, strict=True):
+            cut = (slice(top, top + side), slice(left, left + side))
+            seen.append(resample(x[face : face + 1, :, *cut], self.window))
+            # every window pixel that holds any masked face pixel is drawn (a resampled mask would thin it)
+            masks.append(F.adaptive_max_pool2d(share[None, None, *cut], self.window))
+            local.append((landmarks[face] - landmarks.new_tensor([left, top])) * (self.window / side))
+        drawn = self.renderer(torch.cat(seen), torch.cat(masks), torch.stack(local), aus[faces])
+        changes = []
+        for face, share, window, (left, top, side) in zip(faces.tolist(), shares, drawn, squares, strict=True):
+            cut = (slice(top, top + side), slice(left, left + side))
+            change = share[None, *cut] * (resample(window[None], side)[0] - x[face, :, *cut])
+            # zero outside the square: padded back to the face's size (left, right, top, bottom)
+            size = self.image_size
+            changes.append(F.pad(change, (left, size - left - side, top, size - top - side)))
+        return torch.stack(changes)
+
+    def _draw_windows(self, x: Tensor, mask: Tensor, landmarks: Tensor, aus: Tensor) -> Tensor:
+        """x with each part's share of mask drawn in its window at the face's resolution (the share's
+        pixels within WINDOW_MARGIN px of the window's border or beyond it are left as x has them)."""
+        corners, part_masks = self.windows(mask, landmarks)  # B x P x 2, B x P x S x S
         b, p = corners.shape[:2]
         samples = torch.arange(b, device=x.device).repeat_interleave(p)  # one row per (face, part) window
         corners = corners.flatten(0, 1)
