@@ -131,8 +131,8 @@ class PartRenderer(nn.Module):
     A window is centred on its part's share of the mask and draws nothing within WINDOW_MARGIN px
     of its border. A share too wide for that (a mouth opened by a strong edit) is drawn whole by a
     zoomed-out window: its square, window x scale px, resampled to the window, drawn, and resampled
-    back inside the share only (so it comes out a little softer). Before, the share's ends were left
-    as the editor drew them: the grey corners of its ring beside a drawn smile.
+    back inside the share only (so it comes out a little softer; left undrawn, a strong edit's ring
+    corners would show beside the drawn mouth).
 
     Args:
         config: the windowed renderer's configuration (wemgan.config.RendererConfig, window > 0).
