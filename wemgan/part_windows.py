@@ -75,12 +75,17 @@ def _share_boxes(shares: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return first, last, rows.any(-1)
 
 
-def share_window_corners(shares: Tensor, landmarks: Tensor, window: int) -> Tensor:
-    """B x P x 2 (x, y) top-left corners of windows centred on each share's bounding box (on the
-    part's landmarks where its share is empty), kept inside the image."""
+def share_centres(shares: Tensor, landmarks: Tensor) -> Tensor:
+    """B x P x 2 (x, y) px: the middle of each share's bounding box (of the part's landmarks where its
+    share is empty), where a window around it is centred."""
     first, last, filled = _share_boxes(shares)
-    centres = torch.where(filled[..., None], (first + last).float() / 2, part_centres(landmarks))
-    return _corners_around(centres + 0.5, window, shares.shape[-1])
+    return torch.where(filled[..., None], (first + last).float() / 2, part_centres(landmarks)) + 0.5
+
+
+def share_window_corners(shares: Tensor, landmarks: Tensor, window: int) -> Tensor:
+    """B x P x 2 (x, y) top-left corners of windows centred on each share (share_centres), kept
+    inside the image."""
+    return _corners_around(share_centres(shares, landmarks), window, shares.shape[-1])
 
 
 def zoomed_window_scales(shares: Tensor, window: int, margin: int = WINDOW_MARGIN) -> Tensor:
@@ -97,12 +102,6 @@ def zoomed_square(centre: Tensor, scale: float, window: int, size: int) -> tuple
     side = min(size, math.ceil(window * scale))
     x, y = ((centre - side / 2).round().clamp(0, size - side)).long().tolist()
     return x, y, side
-
-
-def share_centre(share: Tensor) -> Tensor:
-    """(x, y): the middle of one share's (S x S) bounding box, in pixels."""
-    first, last, _ = _share_boxes(share[None, None])
-    return (first + last)[0, 0].float() / 2 + 0.5
 
 
 def resample(images: Tensor, side: int) -> Tensor:

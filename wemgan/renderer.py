@@ -40,7 +40,7 @@ from .part_windows import (
     part_shares,
     paste_add,
     resample,
-    share_centre,
+    share_centres,
     share_window_corners,
     window_interiors,
     zoomed_square,
@@ -151,7 +151,10 @@ class PartRenderer(nn.Module):
     def windows(self, mask: Tensor, landmarks: Tensor) -> tuple[Tensor, Tensor]:
         """(corners B x P x 2, masks B x P x S x S): each part's window, centred on its share of the
         mask, and the share it draws (inside the window, WINDOW_MARGIN px from its border)."""
-        shares = part_shares(mask, landmarks)
+        return self._windows_of(part_shares(mask, landmarks), landmarks)
+
+    def _windows_of(self, shares: Tensor, landmarks: Tensor) -> tuple[Tensor, Tensor]:
+        """windows() for the parts' shares of a mask (B x P x S x S)."""
         corners = share_window_corners(shares, landmarks, self.window)
         return corners, shares * window_interiors(corners, self.window, self.image_size).to(shares.dtype)
 
@@ -165,23 +168,24 @@ class PartRenderer(nn.Module):
         shares = part_shares(mask, landmarks)  # B x P x S x S
         scales = zoomed_window_scales(shares, self.window)
         zoomed = scales > 1  # shares wider than a window can draw: zoomed-out windows draw them
-        out = self._draw_windows(x, (shares * (~zoomed)[..., None, None].to(x.dtype)).sum(1, keepdim=True),
-                                 landmarks, aus)  # fmt: skip
+        out = self._draw_windows(x, shares * (~zoomed)[..., None, None].to(x.dtype), landmarks, aus)
         if zoomed.any():
             faces, parts = zoomed.nonzero().unbind(1)
-            out = out.index_add(0, faces, self._draw_zoomed(x, shares[faces, parts], landmarks, aus, faces,
+            centres = share_centres(shares, landmarks)[faces, parts]
+            out = out.index_add(0, faces, self._draw_zoomed(x, shares[faces, parts], centres, landmarks, aus, faces,
                                                             scales[faces, parts].tolist()))  # fmt: skip
         return out
 
     def _draw_zoomed(
-        self, x: Tensor, shares: Tensor, landmarks: Tensor, aus: Tensor, faces: Tensor, scales: list[float]
-    ) -> Tensor:
-        """N x 3 x S x S: the changes that N windows, zoomed out by `scales`, draw inside their shares
-        (N x S x S) of faces x[faces]: each window's square resampled to the window, all drawn in one
-        batch, each resampled back and kept inside its share only."""
+        self, x: Tensor, shares: Tensor, centres: Tensor, landmarks: Tensor, aus: Tensor, faces: Tensor,
+        scales: list[float],
+    ) -> Tensor:  # fmt: skip
+        """N x 3 x S x S: the changes that N windows, zoomed out by `scales` around `centres` (N x 2 px),
+        draw inside their shares (N x S x S) of faces x[faces]: each window's square resampled to the
+        window, all drawn in one batch, each resampled back and kept inside its share only."""
         squares = [
-            zoomed_square(share_centre(share), scale, self.window, self.image_size)
-            for share, scale in zip(shares, scales, strict=True)
+            zoomed_square(centre, scale, self.window, self.image_size)
+            for centre, scale in zip(centres, scales, strict=True)
         ]
         seen, masks, local = [], [], []
         for face, share, (left, top, side) in zip(faces.tolist(), shares, squares, strict=True):
@@ -200,10 +204,10 @@ class PartRenderer(nn.Module):
             changes.append(F.pad(change, (left, size - left - side, top, size - top - side)))
         return torch.stack(changes)
 
-    def _draw_windows(self, x: Tensor, mask: Tensor, landmarks: Tensor, aus: Tensor) -> Tensor:
-        """x with each part's share of mask drawn in its window at the face's resolution (the share's
-        pixels within WINDOW_MARGIN px of the window's border or beyond it are left as x has them)."""
-        corners, part_masks = self.windows(mask, landmarks)  # B x P x 2, B x P x S x S
+    def _draw_windows(self, x: Tensor, shares: Tensor, landmarks: Tensor, aus: Tensor) -> Tensor:
+        """x with each part's share (B x P x S x S) drawn in its window at the face's resolution (the
+        share's pixels within WINDOW_MARGIN px of the window's border or beyond it are left as x has them)."""
+        corners, part_masks = self._windows_of(shares, landmarks)  # B x P x 2, B x P x S x S
         b, p = corners.shape[:2]
         samples = torch.arange(b, device=x.device).repeat_interleave(p)  # one row per (face, part) window
         corners = corners.flatten(0, 1)
