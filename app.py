@@ -20,16 +20,19 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home, before importing gradio
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from wemgan import AU_DESCRIPTIONS, AU_NAMES, EXPRESSIONS, MAX_STRENGTH, WEMGAN
 from wemgan.aus import LOWER_FACE_AUS, UPPER_FACE_AUS
 from wemgan.demo import (
     ERROR_NOTE,
+    EXAMPLE_FOLDER,
     MAX_APP_FRAMES,
     MODEL_CARD_ID,
     OWN_EXPRESSION,
     REFERENCE_PHOTO,
     Demo,
+    ExampleFileRestorer,
     FaceChoice,
     Photo,
     describe_api,
@@ -65,7 +68,15 @@ OPEN_CARD = f"""() => {{  // the licence line's link to #{MODEL_CARD_ID} opens t
   window.addEventListener("hashchange", open);
   open();
 }}"""
-LAUNCH = {"max_file_size": "10mb", "css": CSS, "js": OPEN_CARD}
+
+
+def launch_options() -> dict[str, Any]:
+    """demo.launch's options (a new dict each time: gradio adds to its app_kwargs). The middleware writes
+    an example's file again when a page asks for it after a temp cleaner removed it."""
+    return {"max_file_size": "10mb", "css": CSS, "js": OPEN_CARD,
+            "app_kwargs": {"middleware": [Middleware(ExampleFileRestorer)]}}  # fmt: skip
+
+
 CACHE = (300, 1800)  # gradio's copies of uploads and results: swept every 5 min, deleted after 30 min
 PRIVATE = {"api_visibility": "private"}  # events that only drive the page: not part of the API
 RAW = {"preprocess": False}  # photos reach wemgan.demo as gradio's FileData; it explains files it cannot read
@@ -103,7 +114,7 @@ def build_demo(model: WEMGAN | None, status: str, source: str | None = None) -> 
     with gr.Blocks(title="wemgan: facial expression editing", analytics_enabled=False, delete_cache=CACHE) as demo:
         gr.Markdown(INTRO + "\n" + (licence_line(status, card) if model is not None else status))
         if model is not None:  # never offer controls that would run an untrained network
-            logic = Demo(model, example_photos(folder / "examples"))
+            logic = Demo(model, example_photos(folder / EXAMPLE_FOLDER))
             with gr.Tab("Transfer"):
                 transfer_tab(logic)
             with gr.Tab("Edit AUs"):
@@ -112,7 +123,6 @@ def build_demo(model: WEMGAN | None, status: str, source: str | None = None) -> 
                 interpolate_tab(logic)
             describe_api(demo, gr.api(logic.estimate_aus_api, api_name="estimate_aus"))
             describe_api(demo, gr.api(logic.edit_aus_api, api_name="edit_aus"))
-            demo.load(logic.restore_examples, None, None, api_name="restore_examples", **PRIVATE)
         with gr.Accordion("The 17 Action Units", open=model is None):
             gr.Markdown(
                 "| AU | meaning |\n|---|---|\n"
@@ -279,7 +289,7 @@ def interpolate_tab(logic: Demo) -> None:
 def main(args: argparse.Namespace) -> None:
     model, status = load_model(args.model)
     demo = build_demo(model, status, args.model)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options())
 
 
 if __name__ == "__main__":

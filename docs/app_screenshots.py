@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> list[Path]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.LAUNCH)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.launch_options())
     url = f"http://127.0.0.1:{port}/"
     args.out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -68,7 +68,7 @@ def client(tmp_path_factory) -> Client:
     assert model is not None and "unit-test weights" in status
     demo = app.build_demo(model, status)
     port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.LAUNCH)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.launch_options())
     try:
         yield Client(f"http://127.0.0.1:{port}/", verbose=False)
     finally:
@@ -403,6 +403,15 @@ def test_removed_example_copies_are_written_again(tiny_model_trained, tmp_path):
     upload = tmp_path / "upload" / "photo.png"  # a visitor's upload that is gone: said so, with what to do
     with pytest.raises(gradio.Error, match=r"The photo is no longer on the server .*: upload it again, or reload"):
         demo.read_aus({"path": str(upload)})
+
+
+def test_a_page_asking_for_removed_examples_gets_them_written_again(client):
+    """A page loaded after a temp cleaner asks for every thumbnail before any event of its own runs."""
+    folder = wemgan.demo.private_gradio_folder() / wemgan.demo.EXAMPLE_FOLDER
+    shutil.rmtree(folder)
+    with urllib.request.urlopen(f"{client.src.rstrip('/')}/gradio_api/file={folder / 'face-201.png'}") as reply:
+        assert reply.status == 200 and Image.open(reply).size == (256, 256)
+    assert (folder / "grace_hopper.jpg").is_file()  # all of them, for the other thumbnails of the page
 
 
 def test_each_server_has_a_gradio_folder_of_its_own(tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ import gradio as gr
 import numpy as np
 from gradio.data_classes import FileData
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
 
 from wemgan.aus import AU_NAMES, EXPRESSIONS, canonical_au_name
 from wemgan.data import synthetic
@@ -447,10 +448,6 @@ class Demo:
                 picker = _picker(None, face_choices(1), error.message, failed=True)
         return (*picker, *sliders, None)
 
-    def restore_examples(self) -> None:
-        """Write again any example copy that was removed from the server (on each page load)."""
-        restore_examples(self.examples)
-
     def example_row(self, row: Sequence[Any]) -> list[Any]:
         """An example's values for the page: example names become their files' paths (written again if removed)."""
         restore_examples(self.examples)  # a stat per example when nothing is missing
@@ -853,7 +850,28 @@ def restore_examples(paths: dict[str, Path]) -> list[str]:
 
 
 # ------------------------------------------------------------------ the server's files
+class ExampleFileRestorer:
+    """ASGI middleware of the app's server: a request for an example's file writes it again first if it
+    was removed.
+
+    A temp cleaner may empty the server's folder under it. A page loaded after that asks for every
+    example's thumbnail at once, before any event of its own can run; without this those requests
+    find nothing, and the page shows broken images. A request for any other file costs nothing more.
+    """
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] == "http" and "/file=" in scope["path"]:
+            folder = private_gradio_folder() / EXAMPLE_FOLDER
+            if str(folder) in scope["path"]:  # a stat per example when none is missing
+                await run_in_threadpool(example_photos, folder)
+        await self.app(scope, receive, send)
+
+
 _GRADIO_FOLDER: list[Path] = []  # this process's own folder for gradio, once made
+EXAMPLE_FOLDER = "examples"  # the app's copies of its examples, inside that folder (gradio serves them)
 
 
 def private_gradio_folder() -> Path:
