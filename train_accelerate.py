@@ -23,7 +23,7 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import safetensors.torch
@@ -117,6 +117,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--render_mouth_surroundings", type=int, default=0, metavar="PX", help="render: edits that move the lips "
         "redraw them whole with PX px of skin around them (folds, chin; at 128 px); with --render_masks edits, "
         "training blanks the same regions (RendererConfig.mouth_surroundings)")  # fmt: skip
+    add("--render_smile_skin", action="store_true", help="render: edits that move the lips also redraw the skin a "
+        "smile shapes (nasolabial folds with the cheek beside them, the skin under the lower lip; the lips stay the "
+        "warp's); with --render_masks edits, training blanks the same regions (RendererConfig.smile_skin)")  # fmt: skip
     add("--render_warped_input", action="store_true", help="render: the renderer sees the edit's warped pixels "
         "inside the mask instead of a blank and learns to correct them: training moves real faces to another "
         "face's expression and back (LandmarkEditor.round_trip) and redraws the originals; needs --render_masks "
@@ -241,8 +244,9 @@ def network_config(args: argparse.Namespace) -> GeneratorConfig | RendererConfig
     if args.objective == "render":
         return RendererConfig(args.base_channels, args.max_channels, args.skip_levels, args.upsample,
                               args.render_window, args.render_guide, args.render_centre_colour,
-                              args.render_keep_inner_mouth, args.render_mouth_surroundings,
-                              args.render_warped_input)  # fmt: skip
+                              keep_inner_mouth=args.render_keep_inner_mouth,
+                              mouth_surroundings=args.render_mouth_surroundings,
+                              smile_skin=args.render_smile_skin, warped_input=args.render_warped_input)  # fmt: skip
     return GeneratorConfig(args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
                            upsample=args.upsample)  # fmt: skip
 
@@ -298,9 +302,9 @@ def init_renderer(args: argparse.Namespace, renderer: torch.nn.Module, ema: Aver
     """Loads --init_renderer's weights into the renderer (and its EMA); returns the CPU-hours and
     steps it had trained, which the new run's record carries on."""
     record, weights = read_renderer_folder(args.init_renderer)
-    # warped_input changes what the renderer is shown inside its mask, not its weights: a blanking
-    # renderer may start a warped-input run (it learns to correct what it used to draw from nothing).
-    if replace(RendererConfig(**record["config"]), warped_input=args.render_warped_input) != network_config(args):
+    # Where it redraws and what it is shown there are not its weights: a run may start from a renderer
+    # trained with other such options (it learns the new regions, or to correct what it drew from nothing).
+    if RendererConfig(**record["config"]).weights_config() != network_config(args).weights_config():
         raise ValueError(f"--init_renderer {args.init_renderer} is a renderer of {record['config']}, this run trains "
                          f"{asdict(network_config(args))}: give the same widths and --render_* flags")  # fmt: skip
     renderer.load_state_dict(weights)
@@ -636,7 +640,7 @@ def render_step(
         edited = edit_mask(start, move, size, config)
         redrawn = edited.flatten(1).amax(1).view(-1, 1, 1, 1) > 0  # else the face keeps its random mask
         if window:
-            mask, parts = window_masks_of(edited, landmarks, window, rng, mask, parts)
+            mask, parts = window_masks_of(edited, landmarks, rng, mask, parts)
         else:
             mask = torch.where(redrawn, edited, mask)
         if config.warped_input:  # an edit's warp inside its mask; a random mask is shown blank, as without

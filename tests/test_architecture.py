@@ -303,14 +303,18 @@ def test_heatmaps_peak_at_each_parts_landmarks_in_the_contours_channel_order():
         RendererConfig(guide="points").validate()
 
 
-def test_edit_shaped_masks_are_cut_to_one_window_and_empty_ones_fall_back():
-    landmarks = drawn_face_landmarks().expand(2, -1, -1).clone()
+def test_edit_shaped_masks_are_cut_to_one_part_and_empty_ones_fall_back():
+    landmarks = drawn_face_landmarks().expand(3, -1, -1).clone()
     fallback, fallback_parts = window_training_masks(landmarks, 128, 64, torch.Generator().manual_seed(0))
-    edited = torch.zeros(2, 1, 128, 128)
+    edited = torch.zeros(3, 1, 128, 128)
     edited[0] = mouth_mask(landmarks[:1], 128, 3.0)  # face 0's edit redraws its mouth; face 1's nothing
-    mask, parts = window_masks_of(edited, landmarks, 64, torch.Generator().manual_seed(0), fallback, fallback_parts)
+    edited[2] = mouth_mask(landmarks[:1], 128, 14.0)  # face 2's mouth share is wider than a 64-px window draws
+    mask, parts = window_masks_of(edited, landmarks, torch.Generator().manual_seed(0), fallback, fallback_parts)
     assert parts[0] == 0 and torch.equal(mask[0], edited[0] * nearest_part(landmarks, 128)[0, :1])
     assert parts[1] == fallback_parts[1] and torch.equal(mask[1], fallback[1])
+    # kept whole, as an edit gives it: training draws it through the zoomed-out window, as edits do
+    assert parts[2] == 0 and torch.equal(mask[2], edited[2] * nearest_part(landmarks, 128)[2, :1])
+    assert zoomed_window_scales(part_shares(mask[2:], landmarks[2:]), 64)[0, 0] > 1
 
 
 def test_the_part_renderer_draws_only_its_mask_inside_its_windows():
@@ -402,6 +406,30 @@ def test_mouth_surroundings_redraw_moving_lips_whole_with_the_skin_around_them(t
                    "mouth_surroundings": 6}, estimator={"channels": 8, "max_channels": 16})  # fmt: skip
     model.save_pretrained(tmp_path)
     assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.mouth_surroundings == 6
+
+
+def test_smile_skin_redraws_the_folds_and_the_skin_under_the_lower_lip_but_not_the_lips(tmp_path):
+    landmarks = drawn_face_landmarks()
+    smile = torch.zeros_like(landmarks)
+    smile[0, [48, 54], 1], smile[0, 48, 0], smile[0, 54, 0] = -4.0, -3.0, 3.0  # the corners go up and out
+    revealed, skin = edit_mask(landmarks, smile, 128), edit_mask(landmarks, smile, 128, RendererConfig(smile_skin=True))
+    assert (revealed <= skin).all() and skin.sum() > 3 * revealed.sum()
+    points = landmarks[0]
+    for nose_wing, corner in ((31, 48), (35, 54)):  # the fold, halfway from the nose wing to the corner, just outside
+        halfway = (points[nose_wing] + points[corner]) / 2
+        outward = 1.0 if corner == 54 else -1.0
+        x, y = (halfway[0] + outward * 3).round().int(), halfway[1].round().int()
+        assert revealed[0, 0, y, x] == 0 and skin[0, 0, y, x] == 1
+    under_lip = points[57, 1].round().int() + 3
+    assert revealed[0, 0, under_lip, 64] == 0 and skin[0, 0, under_lip, 64] == 1  # the skin under the lower lip
+    upper_lip = ((points[51, 1] + points[62, 1]) / 2).round().int()
+    assert skin[0, 0, upper_lip, points[51, 0].round().int()] == 0  # the lips stay the warp's
+    assert skin[0, 0, 20, 64] == 0 and skin[0, 0, 127, 64] == 0  # not the brows, not the neck
+    assert edit_mask(landmarks, torch.zeros_like(landmarks), 128, RendererConfig(smile_skin=True)).sum() == 0
+    model = WEMGAN(editor={"appearance": False}, renderer={"base_channels": 8, "max_channels": 16, "window": 64,
+                   "smile_skin": True}, estimator={"channels": 8, "max_channels": 16})  # fmt: skip
+    model.save_pretrained(tmp_path)
+    assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.smile_skin
 
 
 def test_a_warped_input_renderer_reads_the_pixels_inside_its_mask_and_a_blanking_one_does_not(tmp_path):

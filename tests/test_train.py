@@ -97,6 +97,9 @@ def test_render_arguments_make_a_renderer_config():
     args = ta.parse_args(["--objective", "render", "--landmark_regressor", "hub/default", *TINY, "--upsample",
                           "resize", "--skip_levels", "4", "--lambda_adversarial", "0"])  # fmt: skip
     assert ta.network_config(args) == RendererConfig(8, 16, 4, "resize")
+    skin = ta.parse_args([*TINY, "--objective", "render", "--landmark_regressor", "x", "--render_smile_skin"])
+    assert ta.network_config(skin) == RendererConfig(8, 16, smile_skin=True, upsample=skin.upsample)
+    assert ta.network_config(skin).weights_config() == RendererConfig(8, 16, upsample=skin.upsample)
     nets = ta.build_networks(args)
     assert set(nets) == {"renderer"}  # --lambda_adversarial 0: no critics, and no AU estimator to train
     assert isinstance(nets["renderer"], Renderer) and nets["renderer"].generator.skip_depths == (1, 2, 3, 4)
@@ -248,7 +251,7 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     assert record["steps"] == 2 and record["dataset"] == "synthfacs" and "--objective render" in record["command"]
     assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize", window=0,
                                  guide="contours", centre_colour=False, keep_inner_mouth=False,
-                                 mouth_surroundings=0, warped_input=False)  # fmt: skip
+                                 mouth_surroundings=0, smile_skin=False, warped_input=False)  # fmt: skip
     assert 0 < record["cpu_hours"] < 1 and record["init_renderer"] is None
     assert record["image_size"] == 128
     renderer = Renderer(RendererConfig(**record["config"]))
@@ -310,14 +313,18 @@ def test_render_objective_without_critics(tmp_path):
     assert "It trained for 2 steps" in (candidate / "README.md").read_text()
     halves = load_file(candidate / "model.safetensors")
     assert all(v.dtype == torch.float16 for v in halves.values() if v.is_floating_point())
-    started = tmp_path / "started"  # a blanking renderer may start a warped-input run: the weights are alike
+    # a renderer trained with other redraw options (where it redraws, what it sees there) may start a run:
+    # the weights are alike
+    started = tmp_path / "started"
     result = train(started, "--objective", "render", "--landmark_regressor", "hub/default", "--lambda_adversarial",
                    "0", "--max_train_steps", "1", "--learning_rate", "0", "--ema_decay", "0.9", "--init_renderer",
-                   str(candidate), "--render_masks", "edits", "--render_warped_input")  # fmt: skip
+                   str(candidate), "--render_masks", "edits", "--render_warped_input",
+                   "--render_smile_skin")  # fmt: skip
     assert f"renderer initialised from {candidate} (2 steps" in result.stdout + result.stderr
     record = json.loads((started / "renderer" / "config.json").read_text())
     assert record["steps"] == 3 and record["cpu_hours"] > first["cpu_hours"]
     assert record["init_renderer"] == str(candidate) and record["config"]["warped_input"]
+    assert record["config"]["smile_skin"]
     after = load_file(started / "renderer" / "model.safetensors")
     assert all(torch.equal(halves[k].float(), after[k]) for k in halves)  # learning rate 0: where it started
     wider = train(tmp_path / "wider", "--objective", "render", "--landmark_regressor", "hub/default",

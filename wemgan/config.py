@@ -11,13 +11,15 @@ Both hold the AU estimator that reads a photo's AUs. config.json holds the parts
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 SKIP_LEVELS = (0, 3, 4, 5)  # DIT skips (paper Table 7); which depths each sends: generator.SKIP_DEPTHS
 SIZE_MULTIPLE = 32  # five stride-2 downsamples to the 4x4 bottleneck (at 128 px)
 MAX_MOTION_STRENGTH = 2.0
 MAX_MOUTH_SURROUNDINGS = 16  # px at 128 px: beyond this a mouth's margin reaches the eyes and the jaw line
+# RendererConfig options that choose where a renderer redraws and what it is shown there, not its weights.
+REDRAW_OPTIONS = ("keep_inner_mouth", "mouth_surroundings", "smile_skin", "warped_input")
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -69,7 +71,13 @@ class RendererConfig:
     centre_colour: bool = False  # draws relative to the mean colour of what it sees, with no more chroma than it shows
     keep_inner_mouth: bool = False  # an edit keeps the inner mouth shown before and after it (own teeth)
     mouth_surroundings: int = 0  # px at 128 px: an edit that moves the lips redraws them and this much skin around
+    smile_skin: bool = False  # an edit that moves the lips redraws the folds, cheeks and chin skin a smile shapes
     warped_input: bool = False  # it sees the edit's warped pixels inside the mask (not a blank) and corrects them
+
+    def weights_config(self) -> RendererConfig:
+        """This config with the options that choose where the renderer redraws and what it sees there
+        (REDRAW_OPTIONS) at their defaults: renderers with equal weights_config() have the same weights."""
+        return replace(self, **{name: getattr(RendererConfig, name) for name in REDRAW_OPTIONS})
 
     def validate(self, image_size: int = 128) -> RendererConfig:
         _choice("guide", self.guide, ("contours", "heatmaps"))

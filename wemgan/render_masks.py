@@ -163,14 +163,15 @@ def window_training_masks(
 
 
 def window_masks_of(
-    masks: Tensor, landmarks: Tensor, window: int, generator: torch.Generator, fallback: Tensor, fallback_parts: Tensor
+    masks: Tensor, landmarks: Tensor, generator: torch.Generator, fallback: Tensor, fallback_parts: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Each face's mask (B x 1 x S x S, e.g. an edit_mask of a real edit) cut to one part's window:
+    """Each face's mask (B x 1 x S x S, e.g. an edit_mask of a real edit) cut to one part's share:
     a part whose share of the mask is not empty, drawn with WINDOW_PART_RATES among those; faces
-    whose mask is empty everywhere take `fallback` (masks and part indices, window_training_masks)."""
-    b, image_size = masks.shape[0], masks.shape[-1]
-    inside = window_interiors(window_corners(landmarks, window, image_size), window, image_size, margin=0)
-    shares = part_shares(masks, landmarks) * inside  # B x P x S x S
+    whose mask is empty everywhere take `fallback` (masks and part indices, window_training_masks).
+    A share is kept whole, as an edit gives it: one wider than a window trains the PartRenderer's
+    zoomed-out window, as strong edits and wide masks use it."""
+    shares = part_shares(masks, landmarks)  # B x P x S x S
+    b = masks.shape[0]
     weights = (shares.flatten(2).amax(2) > 0).float() * torch.tensor(WINDOW_PART_RATES, device=masks.device)
     empty = weights.sum(1) == 0
     picks = torch.multinomial(weights + empty[:, None].float(), 1, generator=generator).squeeze(1)
@@ -195,6 +196,41 @@ def brow_skin_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]
     return brow_to_lid_masks(landmarks, image_size, BROW_HAIR, LID_CLEARANCE)
 
 
+FOLD_START = (0.05, -0.05)  # x IOD (outward, down) from the nose wing (31, 35): where a nasolabial fold starts
+FOLD_WIDTH = (0.10, 0.14)  # x IOD: the fold band's width outward at the nose wing and at the mouth corner
+FOLD_DROP = 0.12  # x IOD: how far below the mouth corner the band reaches (the fold's lower end, the cheek's bulge)
+CHIN_DROP = 0.15  # x IOD: the band under the lower lip (its shadow, the chin's top) that a smile stretches
+
+
+def smile_skin_masks(landmarks: Tensor, image_size: int) -> Tensor:
+    """The skin a smile shapes around the mouth: each nasolabial fold with the cheek beside it (a band from
+    the nose wing to below the mouth corner, widening outward) and the skin under the lower lip, in
+    units of the inter-ocular distance along the eyes' axis, so they follow the face's size and roll."""
+    points = landmarks.float()
+    right_eye, left_eye = points[:, RIGHT_EYE].mean(1), points[:, LEFT_EYE].mean(1)
+    across = left_eye - right_eye
+    iod = across.norm(dim=-1, keepdim=True).clamp_min(1.0)
+    across = across / iod  # towards the face's left (image right)
+    down = torch.stack([-across[:, 1], across[:, 0]], -1)  # image y points down
+    masks = []
+    for nose_wing, corner, outward in ((31, 48, -across), (35, 54, across)):
+        start = points[:, nose_wing] + iod * (FOLD_START[0] * outward + FOLD_START[1] * down)
+        corner_point = points[:, corner]
+        band = [
+            start,
+            start + iod * FOLD_WIDTH[0] * outward,
+            corner_point + iod * FOLD_WIDTH[1] * outward,
+            corner_point + iod * (FOLD_WIDTH[1] * outward + FOLD_DROP * down),
+            corner_point + iod * FOLD_DROP * down,
+            corner_point,
+        ]
+        masks.append(polygon_coverage(torch.stack(band, 1), image_size))
+    lower_lip = points[:, [54, 55, 56, 57, 58, 59, 48]]
+    chin = torch.cat([lower_lip, (lower_lip + iod[:, None] * CHIN_DROP * down[:, None]).flip(1)], 1)
+    masks.append(polygon_coverage(chin, image_size))
+    return torch.stack(masks).amax(0)
+
+
 def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int, options: RendererConfig | None = None) -> Tensor:
     """Where the Renderer redraws an edit: what the edit reveals, which a warp cannot draw.
 
@@ -214,6 +250,9 @@ def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int, options: Render
     around them where they were and where they go: a smile drawn into a face that does not otherwise
     smile is what the realism test spots (docs/research/measures.md, 2026-12-06 late night), and the
     folds and chin around a mouth belong to its expression.
+    With options.smile_skin, lips that move also have the skin a smile shapes redrawn (smile_skin_masks:
+    the nasolabial folds with the cheek beside them, the skin under the lower lip), where it was and
+    where it goes; the lips themselves stay the warp's.
     An edit that moves nothing gives an empty mask, so the Renderer changes nothing.
     landmarks, moves: B x 68 x 2 px."""
     options = options or RendererConfig()
@@ -227,6 +266,9 @@ def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int, options: Render
         width = options.mouth_surroundings
         around = torch.maximum(*(mouth_mask(points, image_size, width) for points in (landmarks, target)))
         mask = torch.maximum(mask, lips_move * around)
+    if options.smile_skin:
+        skin = torch.maximum(*(smile_skin_masks(points, image_size) for points in (landmarks, target)))
+        mask = torch.maximum(mask, lips_move * dilate(skin, round(scale)))
     for brow, skin in zip((RIGHT_BROW, LEFT_BROW), brow_skin_masks(target, image_size), strict=True):
         rises = ((-moves[:, brow, 1]).amax(1) / scale > MOVED).float().view(-1, 1, 1, 1)  # image y points down
         mask = torch.maximum(mask, rises * skin)
