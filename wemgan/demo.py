@@ -861,12 +861,13 @@ class ExampleFileRestorer:
 
     def __init__(self, app: Callable[..., Any]) -> None:
         self.app = app
+        # Made when the server starts, after build_demo made this process's folder and wrote the examples there.
+        folder = private_gradio_folder() / EXAMPLE_FOLDER
+        self.folder, self.examples = str(folder), example_photos(folder)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        if scope["type"] == "http" and "/file=" in scope["path"]:
-            folder = private_gradio_folder() / EXAMPLE_FOLDER
-            if str(folder) in scope["path"]:  # a stat per example when none is missing
-                await run_in_threadpool(example_photos, folder)
+        if scope["type"] == "http" and "/file=" in scope["path"] and self.folder in scope["path"]:
+            await run_in_threadpool(restore_examples, self.examples)  # a stat per example when none is missing
         await self.app(scope, receive, send)
 
 

@@ -267,8 +267,8 @@ def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int, options: Render
         around = torch.maximum(*(mouth_mask(points, image_size, width) for points in (landmarks, target)))
         mask = torch.maximum(mask, lips_move * around)
     if options.smile_skin:
-        skin = torch.maximum(*(smile_skin_masks(points, image_size) for points in (landmarks, target)))
-        mask = torch.maximum(mask, lips_move * dilate(skin, round(scale)))
+        shaped = torch.maximum(*(smile_skin_masks(points, image_size) for points in (landmarks, target)))
+        mask = torch.maximum(mask, lips_move * dilate(shaped, round(scale)))
     for brow, skin in zip((RIGHT_BROW, LEFT_BROW), brow_skin_masks(target, image_size), strict=True):
         rises = ((-moves[:, brow, 1]).amax(1) / scale > MOVED).float().view(-1, 1, 1, 1)  # image y points down
         mask = torch.maximum(mask, rises * skin)
