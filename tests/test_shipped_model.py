@@ -98,7 +98,8 @@ def test_held_out_faces_reproduce_the_card(shipped, card):
 @pytest.mark.skipif(not FACES_AU.is_dir(), reason="../shared/data/faces-au is not here")
 def test_presets_move_held_out_faces_as_far_as_the_card_says(shipped):
     """dlib reads the edits of 32 test faces: Happy lifts the lip corners and Surprise raises the
-    brows by at least half of real faces' effect (the card: 0.81 and 0.93 on 128 faces)."""
+    brows by at least half of real faces' effect (the card: 0.80 and 0.89 on 128 faces), and AU26
+    alone drops the jaw: the lips part by at least 0.4 of how far real lips part."""
     from wemgan.edit_evaluation import as_uint8, geometry_fraction, preset_references
     from wemgan.evaluate import load_test_data
     from wemgan.metrics.geometry import geometry_changes, geometry_unavailable, natural_effects
@@ -112,6 +113,9 @@ def test_presets_move_held_out_faces_as_far_as_the_card_says(shipped):
         edits = as_uint8(shipped.edit(list(sources), aus=preset))
         _, effect = preset_references(preset, effects)[measure]
         assert geometry_fraction(geometry_changes(sources, edits), measure, effect) >= 0.5, preset
+    jaw_drops = as_uint8(shipped.edit(list(sources), aus={"AU26": 0.8}))
+    opening = geometry_fraction(geometry_changes(sources, jaw_drops), "mouth_opening", effects["AU26"]["effect"])
+    assert opening >= 0.4 and effects["AU26"]["effect"] > 0.1  # judged by real lips parting, not AU26's labels
 
 
 def test_the_renderer_candidate_loads_composes_and_says_how_long_it_trained(shipped):

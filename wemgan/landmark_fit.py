@@ -58,6 +58,16 @@ MOVED_BY: dict[str, tuple[str, ...]] = {
     "eyes": ("AU05", "AU06", "AU07", "AU45"),
     "mouth": ("AU10", "AU12", "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26"),
 }
+# OpenFace's AU26 labels in faces-au do not read a dropped jaw (metrics.geometry.EFFECT_OF): regressed on
+# them, AU26 moved the chin 0.07 IOD and parted no lips, and the slider changed nothing a person could
+# see. Its motion is the jaw opening of real faces instead: the landmarks' regression on the measured gap
+# between the inner lips (pose and the other AUs held fixed), kept on the points the lowered jaw
+# carries (FACS: AU26 lowers the mandible; the upper lip, the nose and the eyes stay). Label 1 opens the
+# lips as far as the widest common real opening: JAW_DROP_QUANTILE of the train faces' gaps (0.31 IOD).
+# Not the gain rule's: a smooth warp measured by dlib stretches lips rather than parting them.
+JAW_DROP_AU = "AU26"
+JAW_DROP_QUANTILE = 0.99
+JAW_DROP_POINTS = (*range(0, 17), 48, 54, 55, 56, 57, 58, 59, 60, 64, 65, 66, 67)  # jaw, lower lip, corners
 RIDGE = 10.0  # on the AU coefficients only: rare AUs (AU45 has 7 faces at >= 0.6) shrink toward no motion
 GAIN_FACES = 48  # train faces per AU on which the gain is measured
 APPEARANCE_HIGH_PASS = 8.0  # px at 128 px: the Gaussian taken off the log-brightness (lighting and skin tone)
@@ -109,7 +119,8 @@ def eye_frame_shapes(landmarks: np.ndarray) -> np.ndarray:
 
 
 def fit_motion(landmarks: np.ndarray, aus: np.ndarray, ridge: float = RIDGE) -> np.ndarray:
-    """17 x 68 x 2: each AU's displacement of each landmark at label 1, in the eye frame (IODs)."""
+    """17 x 68 x 2: each AU's displacement of each landmark at label 1, in the eye frame (IODs);
+    JAW_DROP_AU's is real faces' jaw opening (jaw_drop_motion)."""
     landmarks, aus = np.asarray(landmarks, dtype=np.float64), np.asarray(aus, dtype=np.float64)
     shapes = eye_frame_shapes(landmarks)
     yaw, pitch = shapes[:, 30, 0], shapes[:, 30, 1]  # the nose tip in the eye frame
@@ -126,7 +137,21 @@ def fit_motion(landmarks: np.ndarray, aus: np.ndarray, ridge: float = RIDGE) -> 
         coef = np.linalg.solve(design.T @ design + penalty, design.T @ targets)
         for row, column in enumerate(columns):
             basis[column, list(points)] = coef[1 + pose.shape[1] + row].reshape(len(points), 2)
+    basis[AU_NAMES.index(JAW_DROP_AU)] = jaw_drop_motion(shapes, aus, pose)
     return basis
+
+
+def jaw_drop_motion(shapes: np.ndarray, aus: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """68 x 2: how real faces' landmarks move (eye frame, IODs) as the gap between the inner lips grows
+    by its JAW_DROP_QUANTILE, on JAW_DROP_POINTS: least squares of the shapes on the gap, the pose and
+    every label but AU25's and AU26's (which the gap stands for)."""
+    gap = shapes[:, 65:68, 1].mean(1) - shapes[:, 61:64, 1].mean(1)  # mouth_openness, in the eye frame
+    others = [AU_NAMES.index(name) for name in AU_NAMES if name not in ("AU25", JAW_DROP_AU)]
+    design = np.concatenate([np.ones((len(shapes), 1)), pose, aus[:, others], gap[:, None]], 1)
+    coef = np.linalg.lstsq(design, shapes.reshape(len(shapes), -1), rcond=None)[0][-1].reshape(68, 2)
+    motion = np.zeros((68, 2))
+    motion[list(JAW_DROP_POINTS)] = coef[list(JAW_DROP_POINTS)]
+    return motion * np.quantile(gap, JAW_DROP_QUANTILE)
 
 
 def warp_effects(images: np.ndarray, aus: np.ndarray, basis: Tensor, faces: int = GAIN_FACES, seed: int = 0) -> dict:
@@ -180,16 +205,21 @@ def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dic
     # A regression on noisy labels (OpenFace's) is diluted toward no motion, and the warp realises
     # less than the landmark moves it is given: the gain sets the median AU's warp to its natural effect.
     fractions = warp_effects(images, aus, torch.from_numpy(basis).float())
-    gain = 1 / float(np.median(list(fractions.values())))
-    # No AU is pushed past its own natural effect: the jaw drop already opens the mouth 2.1 times
-    # as far as real faces do at gain 1, and at 1.59 it pulled chins down into a stretched smear.
+    # The median AU's own fraction (of an even count, the higher one rather than an average of two).
+    gain = 1 / float(np.quantile([v for name, v in fractions.items() if name != JAW_DROP_AU], 0.5, method="higher"))
+    # No AU is pushed past its own natural effect (at 1.59 the old AU26 fit pulled chins down into a
+    # stretched smear). The jaw drop's size is set in the fit (JAW_DROP_QUANTILE), not here.
     au_gain = {name: min(gain, 1 / value) for name, value in fractions.items() if value > 0}
+    au_gain[JAW_DROP_AU] = 1.0
     return {
         "about": (
             "Displacement of dlib's 68 landmarks per AU at label 1, in an eye-aligned frame (origin between the "
             "eye centres, x along the eye line, units of the inter-ocular distance): per-region ridge regression "
             "on faces-au train crops of the AUs FACS lets move the region, head pose (nose-tip position and its "
-            "squares) as nuisance covariates. motion_basis() multiplies it by gain: 1 / the median over AUs of how "
+            "squares) as nuisance covariates; AU26's (whose labels here do not read a dropped jaw) is the jaw opening "
+            "of real faces, the regression of the jaw's and lower lip's landmarks on the measured gap between the "
+            "inner lips, label 1 opening them by the 99th percentile of train faces' gaps (au_gain 1). "
+            "motion_basis() multiplies it by gain: 1 / the median over AUs of how "
             "far the landmark warp moves train faces (dlib-read geometry, u = mean label with the AU minus without) "
             "as a fraction of the natural effect; an AU whose warp at that gain would pass its natural effect has "
             "au_gain = 1 / its fraction instead. Written by python -m wemgan.landmark_fit fit."

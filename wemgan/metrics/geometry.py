@@ -61,6 +61,10 @@ AU_MEASURE: dict[str, str] = {
     "AU25": "mouth_opening",
     "AU26": "mouth_opening",
 }
+# An AU whose labels in faces-au do not move its measure is judged by another AU's effect on it:
+# the 62 faces OpenFace labels AU26 >= 0.6 open their lips 0.003 IOD wider than the rest (their
+# jaws are not dropped), so a jaw drop is judged by how far real lips part (AU25: 0.18 IOD).
+EFFECT_OF = {"AU26": "AU25"}
 # A face shows an AU at a label of at least SHOWN and does not at most ABSENT ([0, 1] scale,
 # OpenFace's 3 and 0.5 of 5): the gap keeps borderline labels out of both groups.
 SHOWN, ABSENT = 0.6, 0.1
@@ -141,10 +145,12 @@ def natural_effects() -> dict[str, dict]:
     change divided by its AU's effect says how much of a real AU's movement it made.
 
     An effect is only as good as faces-au's labels (OpenFace run on the photos) and its
-    count: the 62 faces labelled AU26 >= 0.6 mostly have closed mouths (effect ~0: judge
-    mouth opening by AU25's), and AU45 (7 faces), AU15 (18) and AU02 (32) rest on few faces.
+    count: the 62 faces labelled AU26 >= 0.6 mostly have closed mouths, so AU26's entry is
+    AU25's (EFFECT_OF; its own stays in the file), and AU45 (7 faces), AU15 (18) and AU02 (32)
+    rest on few faces.
     """
-    return json.loads(CALIBRATION_FILE.read_text(encoding="utf-8"))["effects"]
+    measured = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8"))["effects"]
+    return {name: {**measured[EFFECT_OF.get(name, name)], "measure": measured[name]["measure"]} for name in measured}
 
 
 # ------------------------------------------------------------------------------ calibration
