@@ -9,8 +9,9 @@
   horizontal, IOD 1), on the labels of the AUs that FACS lets move that region, with head pose as
   nuisance covariates. Both restrictions matter: in photos AUs come with poses (eyes closed with
   the head tilted down, AU15 with a turned head), and an unrestricted fit moves the jaw 18 px for
-  AU15 and the nose 12 px for AU45. About 1 ms per face for the landmarks (dlib's predictor in
-  the training crops' template box).
+  AU15 and the nose 12 px for AU45. AU26's row is not fitted on its labels, which in faces-au do
+  not read a dropped jaw: it is real faces' jaw opening (jaw_drop_motion). About 1 ms per face for
+  the landmarks (dlib's predictor in the training crops' template box).
 - train-regressor: dlib's landmarks distilled into the LandmarkRegressor the editor runs.
 - appearance: the smile's brightness patterns (wemgan.landmark_appearance): every train crop warped
   onto the mean landmarks, its log-brightness high-passed (APPEARANCE_HIGH_PASS px), each pixel
@@ -137,6 +138,8 @@ def fit_motion(landmarks: np.ndarray, aus: np.ndarray, ridge: float = RIDGE) -> 
         coef = np.linalg.solve(design.T @ design + penalty, design.T @ targets)
         for row, column in enumerate(columns):
             basis[column, list(points)] = coef[1 + pose.shape[1] + row].reshape(len(points), 2)
+    # AU26's labels stay a covariate above, so the other AUs' rows are fitted as before (those labels
+    # go with lower chins and closed lips: docs/research/jaw_labels.py); its own row is replaced.
     basis[AU_NAMES.index(JAW_DROP_AU)] = jaw_drop_motion(shapes, aus, pose)
     return basis
 
