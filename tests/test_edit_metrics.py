@@ -220,11 +220,11 @@ def test_packaged_calibration_and_reference_points():
     raising = ["AU01", "AU02", "AU05", "AU26"]
     assert all(effects[name]["effect"] > 0 for name in raising)
     # AU26's labels in faces-au are mostly closed mouths: a jaw drop is judged by how far real lips part
-    measured = json.loads(geometry.CALIBRATION_FILE.read_text(encoding="utf-8"))["effects"]
+    calibration = geometry.CALIBRATION_FILE.read_text(encoding="utf-8")
+    measured = json.loads(calibration)["effects"]
     assert measured["AU26"]["effect"] < 0.01 and geometry.EFFECT_OF == {"AU26": "AU25"}
     assert effects["AU26"] == measured["AU25"] and effects["AU25"] == measured["AU25"]
     assert all(effects[name]["effect"] < 0 for name in ["AU04", "AU06", "AU07", "AU15", "AU45"])
-    calibration = geometry.CALIBRATION_FILE.read_text(encoding="utf-8")
     assert '"../shared/data/faces-au"' in calibration and '"/' not in calibration  # no absolute path anywhere
 
     points = metrics.reference_points()

@@ -148,7 +148,7 @@ def jaw_drop_motion(shapes: np.ndarray, aus: np.ndarray, pose: np.ndarray) -> np
     """68 x 2: how real faces' landmarks move (eye frame, IODs) as the gap between the inner lips grows
     by its JAW_DROP_QUANTILE, on JAW_DROP_POINTS: least squares of the shapes on the gap, the pose and
     every label but AU25's and AU26's (which the gap stands for)."""
-    gap = shapes[:, 65:68, 1].mean(1) - shapes[:, 61:64, 1].mean(1)  # mouth_openness, in the eye frame
+    gap = mouth_openness(shapes)  # shapes are in IODs, so this is the gap in IODs
     others = [AU_NAMES.index(name) for name in AU_NAMES if name not in ("AU25", JAW_DROP_AU)]
     design = np.concatenate([np.ones((len(shapes), 1)), pose, aus[:, others], gap[:, None]], 1)
     coef = np.linalg.lstsq(design, shapes.reshape(len(shapes), -1), rcond=None)[0][-1].reshape(68, 2)
