@@ -261,6 +261,21 @@ def test_landmarks_on_real_expression_photos(photo_dir):
     assert all(abs(c[0]) < 0.05 for c in metrics.geometry_changes(crops[:1], darker).values())
 
 
+@needs_landmarks
+def test_following_is_one_for_a_transfer_that_becomes_the_reference_and_zero_for_no_change(photo_dir):
+    crops = []
+    for name in ["0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]:
+        with Image.open(photo_dir / name) as image:
+            crops.append(reference.aligned_crop(np.asarray(image.convert("RGB"))))
+    sources = np.stack(crops)
+    references = np.roll(sources, 1, axis=0)
+    assert all(value == 0 for value in metrics.following(sources, references, sources).values())
+    became = metrics.following(sources, references, references)  # the reference itself, in the source's box
+    assert all(value == pytest.approx(1, abs=0.15) for value in became.values()), became
+    mirrored = metrics.following(sources, references, references[:, :, ::-1])  # the same geometry, mirrored
+    assert mirrored["mouth_opening"] == pytest.approx(became["mouth_opening"], abs=0.15)
+
+
 def test_face_region_helpers_reject_non_square_crops_without_a_region():
     with pytest.raises(ValueError, match="square"):
         face_region.region_for((1, 64, 96, 3), None)

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 from wemgan import WEMGAN
@@ -26,11 +27,14 @@ from wemgan.landmark_fit import (
     mirrored,
     mouth_openness,
     openness_weights,
+    resting_lip_gap,
     train_regressor,
 )
 from wemgan.landmark_motion import (
     FLOW_RIDGE,
     MOTION_FILE,
+    inner_lip_gap,
+    jaw_reading,
     landmark_displacements,
     local_unfolding,
     motion_basis,
@@ -209,6 +213,57 @@ def test_packaged_basis_moves_what_each_au_moves():
     assert record["au_gain"][JAW_DROP_AU] == 1 and record["au_gain"]["AU12"] == record["gain"]
     jaw_drop = basis[AU_NAMES.index(JAW_DROP_AU)]  # a visible jaw drop: the lips part, the chin goes down
     assert jaw_drop[66, 1] - jaw_drop[62, 1] > 0.2 and jaw_drop[8, 1] > 0.05 and jaw_drop[[51, 62]].abs().max() == 0
+
+
+def face_with_parted_lips(gap: float, turn: float = 0.0, iod: float = 40.0) -> torch.Tensor:
+    """1 x 68 x 2 px: a face whose inner lips are `gap` IODs apart along its vertical, turned by `turn` rad."""
+    shape = np.random.default_rng(0).uniform(-1, 1, (68, 2))
+    shape[36:42], shape[42:48] = [-0.5, 0.0], [0.5, 0.0]  # eye frame: IOD 1
+    shape[61:64, 1], shape[65:68, 1] = 0.9, 0.9 + gap
+    rotation = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
+    return torch.tensor(iod * shape @ rotation.T + 64, dtype=torch.float32)[None]
+
+
+def test_inner_lip_gap_is_measured_along_the_faces_vertical_in_iods():
+    for turn, iod in ((0.0, 40.0), (0.5, 55.0), (-1.2, 30.0)):
+        assert inner_lip_gap(face_with_parted_lips(0.2, turn, iod)).item() == pytest.approx(0.2, abs=1e-5)
+    assert mouth_openness(face_with_parted_lips(0.1, 0.4).numpy())[0] == pytest.approx(0.1, abs=1e-5)
+
+
+def test_the_jaw_reading_is_the_gap_that_a_resting_mouth_and_the_other_aus_do_not_make():
+    editor = LandmarkEditor.from_fits(LandmarkRegressor(SIZE))
+    per_label, resting = jaw_reading()[:17], float(jaw_reading()[17])
+    jaw, lips = AU_NAMES.index(JAW_DROP_AU), AU_NAMES.index("AU25")
+    assert per_label[jaw] > 0.2 and per_label[lips] > 0.2  # each opens the lips by about a quarter IOD
+    aus = torch.zeros(1, 17)
+    aus[0, jaw] = 0.9  # what the AU estimator said: ignored
+    closed = editor.jaw_drop(face_with_parted_lips(resting), aus)
+    assert closed.item() == pytest.approx(0, abs=1e-5)
+    dropped = face_with_parted_lips(resting + 0.4 * float(per_label[jaw]), turn=0.3)
+    assert editor.jaw_drop(dropped, aus).item() == pytest.approx(0.4, abs=1e-4)
+    aus[0, lips] = 0.5  # lips parted by AU25 alone: no jaw drop
+    parted = resting + 0.5 * float(per_label[lips])
+    assert editor.jaw_drop(face_with_parted_lips(parted), aus).item() == pytest.approx(0, abs=1e-4)
+    both = face_with_parted_lips(parted + 0.3 * float(per_label[jaw]))
+    assert editor.jaw_drop(both, aus).item() == pytest.approx(0.3, abs=1e-4)
+    assert editor.jaw_drop(face_with_parted_lips(2.0), aus).item() == 1  # clamped to the label range
+    unfitted = LandmarkEditor()  # no fits: the reader's own AU26 stays
+    assert unfitted.jaw_drop(dropped, aus).item() == pytest.approx(0.9)
+
+
+def test_the_resting_gap_is_what_most_faces_show_beyond_their_other_aus():
+    rng = np.random.default_rng(0)
+    n, jaw, lips = 2000, AU_NAMES.index(JAW_DROP_AU), AU_NAMES.index("AU25")
+    basis = np.zeros((17, 68, 2))
+    basis[lips, 65:68, 1], basis[jaw, 65:68, 1] = 0.25, 0.3
+    aus = np.zeros((n, 17))
+    aus[:, lips] = rng.uniform(0, 1, n) * (rng.uniform(size=n) < 0.4)
+    aus[:, jaw] = rng.uniform(0, 1, n)  # labels that do not follow jaws: they must not count
+    dropped = rng.uniform(size=n) < 0.2  # a fifth of the faces drop the jaw
+    shapes = np.zeros((n, 68, 2))
+    shapes[:, 36:42], shapes[:, 42:48] = [-0.5, 0.0], [0.5, 0.0]
+    shapes[:, 65:68, 1] = (0.03 + 0.25 * aus[:, lips] + dropped * rng.uniform(0.05, 0.3, n))[:, None]
+    assert resting_lip_gap(shapes, aus, basis) == pytest.approx(0.03, abs=1e-6)
 
 
 def test_landmark_regressor_reads_pixel_positions_and_rejects_other_sizes():
@@ -396,6 +451,31 @@ def test_editor_model_round_trips_and_its_fits_stay_float32_in_a_half_file(tmp_p
     assert loaded.editor.motion_strength == 0.75 and loaded.generator is None
     assert torch.equal(loaded.editor.motion_basis, motion_basis() / 3)
     assert "generator" not in json.loads((tmp_path / "config.json").read_text())  # only the parts it has
+
+
+def test_a_model_with_an_editor_reads_au26_off_the_landmarks_and_an_older_folder_with_its_estimator(
+    tmp_path, face_crop
+):
+    model = WEMGAN(editor={}, estimator={"channels": 8, "max_channels": 16})
+    x = torch.from_numpy(np.asarray(face_crop)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        model.editor.landmark_regressor.load_state_dict(load_landmark_regressor("hub/default")[0].state_dict())
+        estimated = model.au_estimator(x)
+        gap = inner_lip_gap(model.editor.landmark_regressor(x)).item()
+    fits, jaw = jaw_reading().clone(), AU_NAMES.index("AU26")
+    others = estimated[0] @ torch.cat([fits[:jaw], torch.zeros(1), fits[jaw + 1 : 17]])
+    fits[17] = gap - others - 0.5 * fits[jaw]  # the resting gap at which this crop's jaw reads 0.5
+    model.editor.jaw_reading.copy_(fits)
+    assert abs(estimated[0, jaw].item() - 0.5) > 0.05
+    assert model.estimate_aus(face_crop, align=False)["AU26"] == pytest.approx(0.5, abs=1e-4)
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    state = safetensors.torch.load_file(weights)
+    del state["editor.jaw_reading"]  # as written before 2026-12-07
+    safetensors.torch.save_file(state, weights)
+    older = WEMGAN.from_pretrained(tmp_path)
+    reading = older.estimate_aus(face_crop, align=False)["AU26"]
+    assert reading == pytest.approx(estimated[0, jaw].item(), abs=1e-5)
 
 
 def test_load_landmark_regressor_takes_a_model_folder_and_says_how_to_train_one(tmp_path):

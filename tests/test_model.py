@@ -241,6 +241,9 @@ class ShiftRight(torch.nn.Module):
         nowhere = torch.zeros(len(x), 68, 2)
         return EditorOutput(warp(x, flow), flow, nowhere, nowhere)
 
+    def read_jaw_drop(self, x, aus):  # it reads no landmarks: the estimator's AU26 stays
+        return aus[:, AU_NAMES.index("AU26")]
+
 
 def test_the_editor_moves_the_photo_at_its_own_resolution(tiny_model):
     """The landmark editor's motion moves the photo's own pixels: a 2 px line of a 512 px photo

@@ -130,6 +130,8 @@ def score_edits(
             rows["transfer"] |= {"judge_ed": float(ed_edit), "judge_ed_unedited": float(ed_source),
                                  "judge_ed_ratio": float(ed_edit / ed_source)}  # fmt: skip
         if not geometry_reason:
+            following = metrics.following(sources, references, edits["transfer"])
+            rows["transfer"] |= {f"{measure}_following": value for measure, value in following.items()}
             for name in PRESETS:
                 changes = metrics.geometry_changes(sources, edits[name])  # landmarks once per preset
                 for measure, (au, effect) in preset_references(name, effects).items():
@@ -278,7 +280,8 @@ def markdown(scores: dict[str, Any], reference: dict[str, Any]) -> list[str]:
         f"and {_fmt(video.get('moved_speckle_share'))}; moved smudge (soft patches of light or colour left) "
         f"{_fmt(video.get('moved_smudge_share'))}, the darkening {_fmt(dark.get('moved_smudge_share'))}. "
         "Geometry fractions: 1 = the "
-        "change between real faces-au faces with and without the AU.",
+        'change between real faces-au faces with and without the AU; transfer\'s "follows": the share of the '
+        "reference's difference from the source in that measure that the edit reproduces (slope; 1 = all).",
         "",
         "| edit | mode | judge ED ratio ↓ | geometry (fraction of natural) ↑ | chroma ↓ | speckle ↓ "
         "| moved chroma ↓ | moved speckle ↓ | moved smudge ↓ | ACD ↓ |",
@@ -288,7 +291,9 @@ def markdown(scores: dict[str, Any], reference: dict[str, Any]) -> list[str]:
         for mode in ("user", "raw"):
             row = scores[mode][kind]
             fractions = {key.removesuffix("_fraction"): v for key, v in row.items() if key.endswith("_fraction")}
+            followed = {key.removesuffix("_following"): v for key, v in row.items() if key.endswith("_following")}
             geometry = ", ".join(f"{measure} {value:.2f}" for measure, value in fractions.items())
+            geometry += ", ".join(f"{measure} follows {value:.2f}" for measure, value in followed.items())
             lines.append(
                 f"| {kind} | {mode} | {_fmt(row.get('judge_ed_ratio'))} | {geometry or '–'} | "
                 f"{_fmt(row['chroma_ratio'])} | {_fmt(row['speckle_share'])} | {_fmt(row.get('moved_chroma_ratio'))} | "

@@ -15,15 +15,24 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .aus import NUM_AUS
+from .aus import AU_NAMES, NUM_AUS
 from .config import EditorConfig
 from .flow import warp
 from .landmark_appearance import appearance_shading, packaged_maps, with_appearance
-from .landmark_motion import landmark_displacements, motion_basis, motion_flow, parted_lips_flow
+from .landmark_motion import (
+    JAW_DROP_AU,
+    inner_lip_gap,
+    jaw_reading,
+    landmark_displacements,
+    motion_basis,
+    motion_flow,
+    parted_lips_flow,
+)
 from .landmark_regressor import NUM_LANDMARKS, LandmarkRegressor
 from .mouth_cavity import mouth_cavity
 
-FIT_BUFFERS = ("motion_basis", "appearance_mean", "appearance_maps")
+FIT_BUFFERS = ("motion_basis", "jaw_reading", "appearance_mean", "appearance_maps")
+JAW = AU_NAMES.index(JAW_DROP_AU)
 
 
 @dataclass
@@ -66,6 +75,8 @@ class LandmarkEditor(nn.Module):
         self.landmark_regressor = LandmarkRegressor(image_size).requires_grad_(False)
         # The fits are buffers: a model file carries the ones it was made with.
         self.register_buffer("motion_basis", torch.zeros(NUM_AUS, NUM_LANDMARKS, 2))  # per AU at label 1, IODs
+        # inner-lip gap per AU at label 1 (IODs, before gains), then a resting mouth's: see read_jaw_drop
+        self.register_buffer("jaw_reading", torch.zeros(NUM_AUS + 1))
         if appearance:
             mean, maps = packaged_maps()
             self.register_buffer("appearance_mean", torch.zeros_like(mean))  # 68 x 2 px, the mean face
@@ -88,6 +99,7 @@ class LandmarkEditor(nn.Module):
         editor.landmark_regressor.load_state_dict(regressor.state_dict())
         with torch.no_grad():
             editor.motion_basis.copy_(motion_basis())
+            editor.jaw_reading.copy_(jaw_reading())
             if editor.appearance:
                 mean, maps = packaged_maps()
                 editor.appearance_mean.copy_(mean)
@@ -100,6 +112,27 @@ class LandmarkEditor(nn.Module):
         relative AUs u_rel (B x 17), without the warp (what the Renderer's masks need)."""
         basis = self.motion_basis.float() * self.motion_strength
         return landmark_displacements(landmarks.float(), u_rel.float(), basis)
+
+    @torch.no_grad()
+    def read_jaw_drop(self, x: Tensor, aus: Tensor) -> Tensor:
+        """B: AU26 of faces x (B x 3 x S x S in [-1, 1]) whose other AUs read `aus` (B x 17), read off
+        their landmarks (jaw_drop)."""
+        return self.jaw_drop(self.landmark_regressor(x), aus)
+
+    @torch.no_grad()
+    def jaw_drop(self, landmarks: Tensor, aus: Tensor) -> Tensor:
+        """B: AU26 of faces with these landmarks (B x 68 x 2 px) as this editor's motion means it, a jaw
+        drop (label 1 = the gap its row opens): the part of the inner lips' gap that a resting mouth and
+        the other AUs' readings `aus` (B x 17) do not make, in [0, 1]. An AU reader trained on faces-au's
+        AU26 labels does not see jaws (they mark closed lips as often as open ones), so with its reading
+        a transfer would not drop the jaw a reference drops. An editor without fits keeps aus' AU26."""
+        per_label, resting = self.jaw_reading[:NUM_AUS], self.jaw_reading[NUM_AUS]
+        if per_label[JAW] <= 0:
+            return aus[:, JAW]
+        others = per_label.clone()
+        others[JAW] = 0
+        gap = inner_lip_gap(landmarks.float())
+        return ((gap - resting - aus.float() @ others) / per_label[JAW]).clamp(0, 1).to(aus.dtype)
 
     @torch.no_grad()
     def move(self, x: Tensor, landmarks: Tensor, moves: Tensor) -> tuple[Tensor, Tensor]:

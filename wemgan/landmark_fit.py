@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from .aus import AU_NAMES, NUM_AUS
 from .flow import polygon_coverage, warp
 from .landmark_appearance import APPEARANCE_AUS, APPEARANCE_FILE, MAP_SIZE
-from .landmark_motion import MOTION_FILE, landmark_displacements, motion_flow
+from .landmark_motion import JAW_DROP_AU, MOTION_FILE, inner_lip_gap, landmark_displacements, motion_flow
 from .landmark_regressor import LandmarkRegressor
 from .metrics.acd import TEMPLATE_BOX
 from .metrics.geometry import geometry_changes, landmarks68, load_train_faces, natural_effects, write_packaged_json
@@ -66,7 +66,6 @@ MOVED_BY: dict[str, tuple[str, ...]] = {
 # carries (FACS: AU26 lowers the mandible; the upper lip, the nose and the eyes stay). Label 1 opens the
 # lips as far as the widest common real opening: JAW_DROP_QUANTILE of the train faces' gaps (0.31 IOD).
 # Not the gain rule's: a smooth warp measured by dlib stretches lips rather than parting them.
-JAW_DROP_AU = "AU26"
 JAW_DROP_QUANTILE = 0.99
 JAW_DROP_POINTS = (*range(0, 17), 48, 54, 55, 56, 57, 58, 59, 60, 64, 65, 66, 67)  # jaw, lower lip, corners
 RIDGE = 10.0  # on the AU coefficients only: rare AUs (AU45 has 7 faces at >= 0.6) shrink toward no motion
@@ -157,6 +156,15 @@ def jaw_drop_motion(shapes: np.ndarray, aus: np.ndarray, pose: np.ndarray) -> np
     return motion * np.quantile(gap, JAW_DROP_QUANTILE)
 
 
+def resting_lip_gap(shapes: np.ndarray, aus: np.ndarray, basis: np.ndarray) -> float:
+    """IODs: the inner-lip gap of a face whose jaw is not dropped, given its labels: the median over the
+    faces (N x 68 x 2 eye-frame shapes, N x 17 labels) of their gap less what the basis's other AUs' rows
+    make of their labels (most faces do not drop the jaw; an AU reader's AU26 starts above it)."""
+    per_label = inner_lip_gap(torch.from_numpy(basis), eye_frame=False).numpy()
+    per_label[AU_NAMES.index(JAW_DROP_AU)] = 0
+    return float(np.median(mouth_openness(shapes) - aus @ per_label))
+
+
 def warp_effects(images: np.ndarray, aus: np.ndarray, basis: Tensor, faces: int = GAIN_FACES, seed: int = 0) -> dict:
     """Per AU with a geometry measure (metrics.natural_effects): the change of that measure when
     `faces` train crops without the AU (label <= 0.1) are warped by the basis for u = the mean label
@@ -204,7 +212,8 @@ def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dic
 
     images, aus = load_train_faces(data, cache_folder)
     height, width = images.shape[1:3]
-    basis = fit_motion(landmark_labels(images), aus, ridge)
+    landmarks = landmark_labels(images)
+    basis = fit_motion(landmarks, aus, ridge)
     # A regression on noisy labels (OpenFace's) is diluted toward no motion, and the warp realises
     # less than the landmark moves it is given: the gain sets the median AU's warp to its natural effect.
     fractions = warp_effects(images, aus, torch.from_numpy(basis).float())
@@ -225,7 +234,10 @@ def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dic
             "motion_basis() multiplies it by gain: 1 / the median over AUs of how "
             "far the landmark warp moves train faces (dlib-read geometry, u = mean label with the AU minus without) "
             "as a fraction of the natural effect; an AU whose warp at that gain would pass its natural effect has "
-            "au_gain = 1 / its fraction instead. Written by python -m wemgan.landmark_fit fit."
+            "au_gain = 1 / its fraction instead. resting_lip_gap: the median train face's inner-lip gap (IODs) less "
+            "what the other AUs' rows make of its labels, from which an AU reader's AU26 (jaw drop) is read off the "
+            "landmarks. "
+            "Written by python -m wemgan.landmark_fit fit."
         ),
         "data": data if not Path(data).is_absolute() else Path(data).name,
         "split": "train",
@@ -237,6 +249,7 @@ def fit(data: str, cache_folder: str | None = None, ridge: float = RIDGE) -> dic
         "gain": round(gain, 4),
         "au_gain": {name: round(value, 4) for name, value in au_gain.items()},
         "warp_fraction_of_natural_effect_at_gain_1": {name: round(value, 3) for name, value in fractions.items()},
+        "resting_lip_gap": round(resting_lip_gap(eye_frame_shapes(landmarks.astype(np.float64)), aus, basis), 5),
         "basis": np.round(basis, 5).tolist(),
     }
 
@@ -253,9 +266,8 @@ def landmark_labels(images: np.ndarray) -> np.ndarray:
 
 
 def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
-    """N: the gap between the inner lips (lower lip's points 65-67 below the upper lip's 61-63, mean y)
-    over the inter-ocular distance, of N x 68 x 2 landmarks; about 0 for a closed mouth."""
-    return (landmarks[:, 65:68, 1].mean(1) - landmarks[:, 61:64, 1].mean(1)) / eye_frame(landmarks)[2]
+    """N: the gap between the inner lips (landmark_motion.inner_lip_gap) of N x 68 x 2 landmarks, in IODs."""
+    return inner_lip_gap(torch.from_numpy(np.asarray(landmarks, dtype=np.float64))).numpy()
 
 
 def openness_weights(openness: np.ndarray) -> Tensor:

@@ -21,6 +21,7 @@ from .aus import AU_NAMES, NUM_AUS
 from .flow import flow_stretch, line_rows
 
 MOTION_FILE = Path(__file__).with_name("landmark_motion.json")
+JAW_DROP_AU = "AU26"  # its motion is real faces' jaw opening (landmark_fit.jaw_drop_motion), and it is read so
 FLOW_SIGMA = 8.0  # px at 128 px: how far a landmark's move reaches (a lip corner drags the cheek beside it)
 # (upper, lower) landmarks that must not pass each other: eyelids, the lips' inner edges, and
 # each lip's outer edge against its inner edge
@@ -49,6 +50,29 @@ def motion_basis() -> Tensor:
     for name, gain in fitted.get("au_gain", {}).items():
         gains[AU_NAMES.index(name)] = gain
     return torch.tensor(fitted["basis"], dtype=torch.float32) * gains
+
+
+@functools.cache
+def jaw_reading() -> Tensor:
+    """18 floats: the gap between the inner lips (IODs) that each AU's fitted motion makes at label 1,
+    before any gain (as real faces' labels go with it), then the gap of a mouth at rest: what
+    LandmarkEditor.read_jaw_drop inverts."""
+    fitted = motion_record()
+    basis = torch.tensor(fitted["basis"], dtype=torch.float32)
+    gaps = inner_lip_gap(basis, eye_frame=False)
+    return torch.cat([gaps, torch.tensor([fitted["resting_lip_gap"]], dtype=torch.float32)])
+
+
+def inner_lip_gap(landmarks: Tensor, eye_frame: bool = True) -> Tensor:
+    """B: how far the inner lips are apart (mean of the lower lip's 65-67 less the upper lip's 61-63)
+    along the face's vertical, in IODs, of B x 68 x 2 landmarks; about 0 for a closed mouth.
+    eye_frame=False: the landmarks are already in the eye frame (y down, IODs), or are moves in it."""
+    gap = landmarks[:, 65:68].mean(1) - landmarks[:, 61:64].mean(1)
+    if not eye_frame:
+        return gap[:, 1]
+    line = landmarks[:, 42:48].mean(1) - landmarks[:, 36:42].mean(1)  # IOD-long, along the eye line
+    down = torch.stack([-line[:, 1], line[:, 0]], -1)  # the face's vertical, IOD-long
+    return (gap * down).sum(-1) / (line * line).sum(-1).clamp_min(1e-12)
 
 
 def landmark_displacements(landmarks: Tensor, u_rel: Tensor, basis: Tensor | None = None) -> Tensor:

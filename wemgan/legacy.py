@@ -5,13 +5,18 @@ and the landmark editor (flat config.json: generator_output, prior_only, estimat
 model becomes the LandmarkEditor, whose motion_strength was then baked into its fits and is now
 applied at run time; a paper generator keeps its weights under the same names. The research
 variants that drew by mask or flow were removed; their folders are refused with a clear error.
+An editor written before 2026-12-07 has no jaw reading: it gets an empty one, and reads AU26 with the
+estimator as it did (LandmarkEditor.read_jaw_drop).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
+
+from .aus import NUM_AUS
 
 ESTIMATOR_KEYS = {"estimator_channels": "channels", "estimator_max_channels": "max_channels",
                   "estimator_calibration_knots": "calibration_knots"}  # fmt: skip
@@ -58,3 +63,10 @@ def legacy_model(config: dict[str, Any], state: dict[str, Tensor]) -> tuple[dict
         )
     new["generator"] = {key: old[key] for key in GENERATOR_KEYS if key in old}
     return new, state
+
+
+def without_jaw_reading(config: dict[str, Any], state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The state with an empty editor.jaw_reading where an editor's has none (written before 2026-12-07)."""
+    if config.get("editor") is None or "editor.jaw_reading" in state:
+        return state
+    return {**state, "editor.jaw_reading": torch.zeros(NUM_AUS + 1)}

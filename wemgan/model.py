@@ -35,10 +35,10 @@ from . import images as imgs
 from .au_estimator import AUEstimator
 from .aus import NUM_AUS, au_dict, au_vector
 from .config import ModelConfig
-from .editor import LandmarkEditor
+from .editor import JAW, LandmarkEditor
 from .flow import warp
 from .generator import Generator
-from .legacy import is_legacy, legacy_model
+from .legacy import is_legacy, legacy_model, without_jaw_reading
 from .render_masks import edit_mask
 from .renderer import PartRenderer, Renderer
 
@@ -179,6 +179,7 @@ class WEMGAN(
         raw = json.loads(Path(weights).with_name("config.json").read_text(encoding="utf-8"))
         if is_legacy(raw):
             model_kwargs, state = legacy_model(raw, state)
+        state = without_jaw_reading(model_kwargs, state)
         model = cls(**model_kwargs)
         try:
             model.load_state_dict(state, strict=strict)
@@ -370,7 +371,10 @@ class WEMGAN(
         return Reading(batch, located, crops, self._estimate(crops))
 
     def _estimate(self, crops: Tensor) -> Tensor:
-        return self.au_estimator(crops.to(self.dtype)).float()
+        aus = self.au_estimator(crops.to(self.dtype)).float()
+        if self.editor is not None:  # its AU26 is a jaw drop, which the estimator's labels do not read
+            aus[:, JAW] = self.editor.read_jaw_drop(crops.to(self.dtype), aus).float()
+        return aus
 
     def _target(self, spec: AUSpec, source: Tensor) -> Tensor:
         return self._as_tensor(au_vector(spec, base=source.cpu().numpy(), what="aus"))

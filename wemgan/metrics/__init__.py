@@ -24,6 +24,7 @@ from .face_region import face_mask
 from .fid_is import feature_statistics, frechet_distance, inception_score, inception_unavailable
 from .geometry import (
     AU_MEASURE,
+    following,
     geometry_changes,
     geometry_measures,
     geometry_unavailable,
@@ -46,6 +47,7 @@ __all__ = [
     "expression_distances",
     "face_mask",
     "feature_statistics",
+    "following",
     "frechet_distance",
     "geometry_changes",
     "geometry_measures",

@@ -14,7 +14,8 @@ of points 36-41 and 42-47, 0-based iBUG indexing) and positive meaning "more of 
     eye_opening      mean over both eyes of the vertical lid distances |p37 − p41|,
                      |p38 − p40| (|p43 − p47|, |p44 − p46|); AU05 raises, AU06, AU07, AU45 lower
 
-`geometry_changes` measures source and edit in the same face box (the source's, found as
+`following` scores a transfer: how much of the reference's difference from the source in each
+measure the edit reproduces. `geometry_changes` measures source and edit in the same face box (the source's, found as
 `acd.face_box` finds it), so the edit cannot move the frame. What size of change is a real
 one: `natural_effects()`, the difference of each measure's mean between faces-au training
 faces that show an AU (label >= 0.6) and faces that do not (label <= 0.1), written by
@@ -135,6 +136,21 @@ def geometry_changes(sources: np.ndarray, edits: np.ndarray) -> dict[str, np.nda
     before = geometry_measures(landmarks68(sources, boxes))
     after = geometry_measures(landmarks68(edits, boxes))
     return {name: after[name] - before[name] for name in MEASURES}
+
+
+def following(sources: np.ndarray, references: np.ndarray, edits: np.ndarray) -> dict[str, float]:
+    """How much of each measure's difference between reference and source a transfer reproduces: the
+    least-squares slope, over the pairs, of the edit's change (geometry_changes) on reference − source
+    (each face in its own face box): 1 = all of it, 0 = none; NaN without two finite pairs."""
+    changes = geometry_changes(sources, edits)
+    before, reference = (geometry_measures(landmarks68(np.asarray(faces))) for faces in (sources, references))
+    slopes = {}
+    for name in MEASURES:
+        wanted, got = reference[name] - before[name], changes[name]
+        usable = np.isfinite(wanted) & np.isfinite(got)
+        wanted, got = wanted[usable], got[usable]
+        slopes[name] = float(wanted @ got / (wanted @ wanted)) if usable.sum() >= 2 and wanted.any() else float("nan")
+    return slopes
 
 
 def natural_effects() -> dict[str, dict]:
