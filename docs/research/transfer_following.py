@@ -3,7 +3,8 @@
     python docs/research/transfer_following.py before=DIR after=DIR ... --data ../shared/data/faces-au \
         --photos DIR --out sheet.jpg
 
-Prints, per model, on the evaluation's first FACES test faces and their pairs (`make_pairs`, seed 0):
+Prints, per model, on the first FACES of the evaluation's LIMIT test faces and their pairs (as
+`python -m wemgan.evaluate --limit 500 --edit-faces 128` pairs them: `make_pairs`, seed 0):
 how much of the reference's difference from the source in each dlib measure the transfer reproduces
 (`metrics.following`: 1 = all of it), the correlation of the edit's change with that difference,
 and how the model's AU26 reading correlates with the inner-lip gap dlib measures. The sheet: each
@@ -24,7 +25,7 @@ from wemgan import WEMGAN, faces, metrics
 from wemgan.evaluate import load_test_data, make_pairs
 from wemgan.landmark_fit import mouth_openness
 
-FACES = 128  # as the evaluation's --edit-faces
+FACES, LIMIT = 128, 500  # as the evaluation's --edit-faces and --limit
 PHOTOS = ["single_face.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg", "0-f15-hao-ph.jpg"]
 REFERENCES = {"surprised": "0-f1-su-ph.jpg", "laughing": "0-f15-hao-ph.jpg"}
 TILE = 256
@@ -40,7 +41,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def following_table(models: dict[str, WEMGAN], data: str) -> None:
-    images, _, _ = load_test_data(data, "test", None, 128)
+    images, _, _ = load_test_data(data, "test", LIMIT, 128)
     targets = make_pairs(len(images), seed=0)
     crops = metrics.to_uint8(images)
     sources, references = crops[:FACES], crops[np.asarray(targets[:FACES])]
