@@ -292,8 +292,10 @@ def markdown(scores: dict[str, Any], reference: dict[str, Any]) -> list[str]:
             row = scores[mode][kind]
             fractions = {key.removesuffix("_fraction"): v for key, v in row.items() if key.endswith("_fraction")}
             followed = {key.removesuffix("_following"): v for key, v in row.items() if key.endswith("_following")}
-            geometry = ", ".join(f"{measure} {value:.2f}" for measure, value in fractions.items())
-            geometry += ", ".join(f"{measure} follows {value:.2f}" for measure, value in followed.items())
+            geometry = ", ".join(
+                [f"{measure} {value:.2f}" for measure, value in fractions.items()]
+                + [f"{measure} follows {value:.2f}" for measure, value in followed.items()]
+            )
             lines.append(
                 f"| {kind} | {mode} | {_fmt(row.get('judge_ed_ratio'))} | {geometry or '–'} | "
                 f"{_fmt(row['chroma_ratio'])} | {_fmt(row['speckle_share'])} | {_fmt(row.get('moved_chroma_ratio'))} | "

@@ -75,7 +75,7 @@ class LandmarkEditor(nn.Module):
         self.landmark_regressor = LandmarkRegressor(image_size).requires_grad_(False)
         # The fits are buffers: a model file carries the ones it was made with.
         self.register_buffer("motion_basis", torch.zeros(NUM_AUS, NUM_LANDMARKS, 2))  # per AU at label 1, IODs
-        # inner-lip gap per AU at label 1 (IODs, before gains), then a resting mouth's: see read_jaw_drop
+        # inner-lip gap per AU at label 1 (IODs, before gains), then a resting mouth's: see jaw_drop
         self.register_buffer("jaw_reading", torch.zeros(NUM_AUS + 1))
         if appearance:
             mean, maps = packaged_maps()

@@ -56,7 +56,7 @@ def motion_basis() -> Tensor:
 def jaw_reading() -> Tensor:
     """18 floats: the gap between the inner lips (IODs) that each AU's fitted motion makes at label 1,
     before any gain (as real faces' labels go with it), then the gap of a mouth at rest: what
-    LandmarkEditor.read_jaw_drop inverts."""
+    LandmarkEditor.jaw_drop inverts."""
     fitted = motion_record()
     basis = torch.tensor(fitted["basis"], dtype=torch.float32)
     gaps = inner_lip_gap(basis, eye_frame=False)
