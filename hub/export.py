@@ -68,7 +68,10 @@ from wemgan.landmark_fit import load_landmark_regressor
 from wemgan.landmark_motion import motion_record
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_MOTION_STRENGTH = 0.75  # hub/default's editor.motion_strength: --editor's default, to compare at equal motion
+# hub/default's editor.motion_strength: --editor's default, so that a composed model is compared at equal motion
+SHIPPED_MOTION_STRENGTH = json.loads((ROOT / "hub/default/config.json").read_text(encoding="utf-8"))["editor"][
+    "motion_strength"
+]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
