@@ -117,6 +117,8 @@ class LandmarkEditor(nn.Module):
     def read_jaw_drop(self, x: Tensor, aus: Tensor) -> Tensor:
         """B: AU26 of faces x (B x 3 x S x S in [-1, 1]) whose other AUs read `aus` (B x 17), read off
         their landmarks (jaw_drop)."""
+        if self.jaw_reading[JAW] <= 0:  # no fits: no landmarks to read
+            return aus[:, JAW]
         return self.jaw_drop(self.landmark_regressor(x), aus)
 
     @torch.no_grad()
