@@ -120,6 +120,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--render_smile_skin", action="store_true", help="render: edits that move the lips also redraw the skin a "
         "smile shapes (nasolabial folds with the cheek beside them, the skin under the lower lip; the lips stay the "
         "warp's); with --render_masks edits, training blanks the same regions (RendererConfig.smile_skin)")  # fmt: skip
+    add("--render_no_brow_skin", action="store_true", help="render: edits that raise a brow leave the skin it "
+        "uncovers to the warp, so only the mouth is redrawn; with --render_masks edits, training blanks the same "
+        "regions (RendererConfig.brow_skin)")  # fmt: skip
     add("--render_warped_input", action="store_true", help="render: the renderer sees the edit's warped pixels "
         "inside the mask instead of a blank and learns to correct them: training moves real faces to another "
         "face's expression and back (LandmarkEditor.round_trip) and redraws the originals; needs --render_masks "
@@ -246,7 +249,8 @@ def network_config(args: argparse.Namespace) -> GeneratorConfig | RendererConfig
                               args.render_window, args.render_guide, args.render_centre_colour,
                               keep_inner_mouth=args.render_keep_inner_mouth,
                               mouth_surroundings=args.render_mouth_surroundings,
-                              smile_skin=args.render_smile_skin, warped_input=args.render_warped_input)  # fmt: skip
+                              smile_skin=args.render_smile_skin, brow_skin=not args.render_no_brow_skin,
+                              warped_input=args.render_warped_input)  # fmt: skip
     return GeneratorConfig(args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
                            upsample=args.upsample)  # fmt: skip
 

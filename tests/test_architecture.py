@@ -372,6 +372,9 @@ def test_the_edit_mask_covers_what_the_edit_reveals_and_nothing_when_nothing_mov
     lowered = still.clone()
     lowered[0, 17:27, 1] = 4.0  # a falling brow only squeezes skin: the warp's job
     assert edit_mask(landmarks, lowered, 128).sum() == 0
+    mouth_only = RendererConfig(brow_skin=False)  # rising brows' skin left to the warp as well
+    assert edit_mask(landmarks, raised, 128, mouth_only).sum() == 0
+    assert torch.equal(edit_mask(landmarks, opening, 128, mouth_only), edit_mask(landmarks, opening, 128))
 
 
 def test_keep_inner_mouth_leaves_the_teeth_shown_before_and_after_and_draws_only_the_change(tmp_path):

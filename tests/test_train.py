@@ -100,6 +100,9 @@ def test_render_arguments_make_a_renderer_config():
     skin = ta.parse_args([*TINY, "--objective", "render", "--landmark_regressor", "x", "--render_smile_skin"])
     assert ta.network_config(skin) == RendererConfig(8, 16, smile_skin=True, upsample=skin.upsample)
     assert ta.network_config(skin).weights_config() == RendererConfig(8, 16, upsample=skin.upsample)
+    mouth = ta.parse_args([*TINY, "--objective", "render", "--landmark_regressor", "x", "--render_no_brow_skin"])
+    assert ta.network_config(mouth) == RendererConfig(8, 16, brow_skin=False, upsample=mouth.upsample)
+    assert ta.network_config(mouth).weights_config() == RendererConfig(8, 16, upsample=mouth.upsample)
     nets = ta.build_networks(args)
     assert set(nets) == {"renderer"}  # --lambda_adversarial 0: no critics, and no AU estimator to train
     assert isinstance(nets["renderer"], Renderer) and nets["renderer"].generator.skip_depths == (1, 2, 3, 4)
@@ -251,7 +254,8 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     assert record["steps"] == 2 and record["dataset"] == "synthfacs" and "--objective render" in record["command"]
     assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize", window=0,
                                  guide="contours", centre_colour=False, keep_inner_mouth=False,
-                                 mouth_surroundings=0, smile_skin=False, warped_input=False)  # fmt: skip
+                                 mouth_surroundings=0, smile_skin=False, brow_skin=True,
+                                 warped_input=False)  # fmt: skip
     assert 0 < record["cpu_hours"] < 1 and record["init_renderer"] is None
     assert record["image_size"] == 128
     renderer = Renderer(RendererConfig(**record["config"]))

@@ -19,7 +19,7 @@ SIZE_MULTIPLE = 32  # five stride-2 downsamples to the 4x4 bottleneck (at 128 px
 MAX_MOTION_STRENGTH = 2.0
 MAX_MOUTH_SURROUNDINGS = 16  # px at 128 px: beyond this a mouth's margin reaches the eyes and the jaw line
 # RendererConfig options that choose where a renderer redraws and what it is shown there, not its weights.
-REDRAW_OPTIONS = ("keep_inner_mouth", "mouth_surroundings", "smile_skin", "warped_input")
+REDRAW_OPTIONS = ("keep_inner_mouth", "mouth_surroundings", "smile_skin", "brow_skin", "warped_input")
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -72,6 +72,7 @@ class RendererConfig:
     keep_inner_mouth: bool = False  # an edit keeps the inner mouth shown before and after it (own teeth)
     mouth_surroundings: int = 0  # px at 128 px: an edit that moves the lips redraws them and this much skin around
     smile_skin: bool = False  # an edit that moves the lips redraws the folds, cheeks and chin skin a smile shapes
+    brow_skin: bool = True  # an edit that raises a brow redraws the skin it uncovers (False: the warp's, as the editor)
     warped_input: bool = False  # it sees the edit's warped pixels inside the mask (not a blank) and corrects them
 
     def weights_config(self) -> RendererConfig:

@@ -240,10 +240,10 @@ def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int, options: Render
     - the inside of the mouth when the lips part (teeth, tongue, the dark cavity) and the lips
       that close over teeth: the inner mouth where it was and where it goes, INNER_MARGIN px wider,
       when the lips move by more than MOVED px;
-    - the skin a rising brow uncovers: the band between the brow (where it goes) and its upper lid,
-      when the brow rises by more than MOVED px. A brow that falls only squeezes skin, which the
-      warp does well.
-    options are the renderer's config (wemgan.config.RendererConfig; default: neither option below).
+    - the skin a rising brow uncovers (options.brow_skin): the band between the brow (where it goes)
+      and its upper lid, when the brow rises by more than MOVED px. A brow that falls only squeezes
+      skin, which the warp does well.
+    options are the renderer's config (wemgan.config.RendererConfig; default: its defaults).
     With options.keep_inner_mouth, the inner mouth the face shows both before and after the edit (its own
     teeth, moved by the warp) is kept: only where one of the two has it is drawn, INNER_MARGIN px wider.
     With options.mouth_surroundings > 0 (px at 128 px), lips that move are redrawn whole, with that much skin
@@ -253,6 +253,8 @@ def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int, options: Render
     With options.smile_skin, lips that move also have the skin a smile shapes redrawn (smile_skin_masks:
     the nasolabial folds with the cheek beside them, the skin under the lower lip), where it was and
     where it goes; the lips themselves stay the warp's.
+    With options.brow_skin False, rising brows' skin is left to the warp too: only the mouth is redrawn
+    (the bands' drawing adds colour where brows rise; docs/research/renderer.md, 2026-12-07 fifth session).
     An edit that moves nothing gives an empty mask, so the Renderer changes nothing.
     landmarks, moves: B x 68 x 2 px."""
     options = options or RendererConfig()
@@ -269,6 +271,8 @@ def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int, options: Render
     if options.smile_skin:
         shaped = torch.maximum(*(smile_skin_masks(points, image_size) for points in (landmarks, target)))
         mask = torch.maximum(mask, lips_move * dilate(shaped, round(scale)))
+    if not options.brow_skin:
+        return mask
     for brow, skin in zip((RIGHT_BROW, LEFT_BROW), brow_skin_masks(target, image_size), strict=True):
         rises = ((-moves[:, brow, 1]).amax(1) / scale > MOVED).float().view(-1, 1, 1, 1)  # image y points down
         mask = torch.maximum(mask, rises * skin)
