@@ -53,12 +53,12 @@ from wemgan.au_training import load_trained_estimator
 from wemgan.config import EditorConfig
 from wemgan.editor import LandmarkEditor
 from wemgan.export import (
-    RENDERER_NOTE,
     data_licence,
     model_card,
     model_config,
     newest_part,
     read_renderer_folder,
+    renderer_note,
     renderer_time,
     staged_folder,
     write_hub_folder,
@@ -96,6 +96,9 @@ def parse_args() -> argparse.Namespace:
                         help="--editor: the fitted motion scaled by S, in (0, 2] (default: hub/default's)")  # fmt: skip
     parser.add_argument("--no-mouth-cavity", action="store_true", help="--editor: no drawn mouth")
     parser.add_argument("--no-appearance", action="store_true", help="--editor: no skin shading")
+    parser.add_argument("--no-brow-skin", action="store_true",
+                        help="--editor --renderer: the renderer redraws mouths only and leaves the skin a rising brow "
+                        "uncovers to the warp (RendererConfig.brow_skin; the same weights)")  # fmt: skip
     args = parser.parse_args()
     renderer_alone = args.renderer is not None and not args.editor and args.run is None
     if args.editor == (args.run is not None) and not renderer_alone:
@@ -105,6 +108,8 @@ def parse_args() -> argparse.Namespace:
         parser.error("--editor needs --regressor and --estimator (e.g. hub/default for both)")
     if args.renderer is not None and args.run is not None:
         parser.error("--renderer composes with the landmark editor (--editor) or is written alone: no RUN")
+    if args.no_brow_skin and not (args.editor and args.renderer is not None):
+        parser.error("--no-brow-skin chooses where a composed renderer redraws: it needs --editor and --renderer")
     if args.editor:
         editor = EditorConfig(args.motion_strength, not args.no_mouth_cavity, not args.no_appearance)
         try:
@@ -155,6 +160,7 @@ def editor_model(args: argparse.Namespace) -> WEMGAN:
     renderer_config, renderer_state = None, {}
     if args.renderer is not None:
         renderer_config, renderer_state, provenance["renderer"] = load_renderer(args.renderer)
+        renderer_config["brow_skin"] = not args.no_brow_skin
     model = WEMGAN(
         editor=asdict(EditorConfig(args.motion_strength, not args.no_mouth_cavity, not args.no_appearance)),
         renderer=renderer_config,
@@ -185,7 +191,7 @@ def renderer_card(record: dict) -> str:
     licence, data_text = data_licence(str(record.get("dataset", "unknown")))
     return "\n".join([
         "# WEM-GAN renderer (trained, not composed)", "",
-        RENDERER_NOTE, "", renderer_time(record), "",
+        renderer_note(), "", renderer_time(record), "",
         "It is not a model by itself: `python hub/export.py --editor --regressor hub/default --estimator hub/default "
         "--renderer THIS_FOLDER --out DIR` composes it with the landmark editor at the shipped model's motion "
         f"strength ({SHIPPED_MOTION_STRENGTH:g}; compare it with that model at the same strength), and "

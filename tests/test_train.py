@@ -37,11 +37,11 @@ def train(out: Path, *extra: str, env: dict | None = None, launcher: list[str] |
     return result
 
 
-def composed_with_editor(renderer: Path, out: Path) -> WEMGAN:
+def composed_with_editor(renderer: Path, out: Path, *options: str) -> WEMGAN:
     """hub/export.py's composition of a trained renderer with hub/default's editor, loaded."""
     subprocess.run(
         [sys.executable, "hub/export.py", "--editor", "--regressor", "hub/default", "--estimator", "hub/default",
-         "--renderer", str(renderer), "--out", str(out)],
+         "--renderer", str(renderer), "--out", str(out), *options],
         cwd=ROOT, check=True, capture_output=True,
     )  # fmt: skip
     return WEMGAN.from_pretrained(out)
@@ -294,6 +294,11 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     assert composed.editor.motion_strength == WEMGAN.from_pretrained(ROOT / "hub/default").editor.motion_strength
     assert "It trained for 4 steps, 0.0 CPU-hours" in (tmp_path / "composed" / "README.md").read_text()
     assert all(torch.equal(v, composed.renderer.state_dict()[k]) for k, v in after.items())
+    assert composed.model_config.renderer.brow_skin  # as it trained
+    mouths_only = composed_with_editor(out / "renderer", tmp_path / "mouths-only", "--no-brow-skin")
+    assert not mouths_only.model_config.renderer.brow_skin  # where it redraws changes, not its weights
+    assert all(torch.equal(v, mouths_only.renderer.state_dict()[k]) for k, v in after.items())
+    assert "`renderer.brow_skin` false" in (tmp_path / "mouths-only" / "README.md").read_text()
 
 
 def test_render_objective_without_critics(tmp_path):

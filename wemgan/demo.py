@@ -91,8 +91,12 @@ def describe(model: WEMGAN) -> str:
         return f"the paper's generator, {model.provenance.get('steps', 'an unknown number of')} training steps"
     if model.renderer is None:
         return "edits by the landmark motion of real faces (no adversarially trained part)"
-    steps = model.provenance.get("renderer", {}).get("steps", "an unknown number of")
-    return f"edits by the landmark motion of real faces, drawn by a renderer trained {steps} steps"
+    record = model.provenance.get("renderer", {})
+    trained = f"{record['steps']:,} steps" if "steps" in record else "an unknown number of steps"
+    if "cpu_hours" in record:
+        trained += f", {record['cpu_hours']:.1f} CPU-hours"
+    return (f"edits by the landmark motion of real faces; what an edit opens is drawn by the WEM-GAN renderer "
+            f"(trained {trained})")  # fmt: skip
 
 
 MODEL_CARD_ID = "model-card"  # the page's section with the card of a model folder

@@ -174,11 +174,11 @@ def single_au_scores(
     return rows
 
 
-def realism_split(count: int, faces: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices of the realism test's three disjoint parts of `count` faces, shuffled (seed 0;
-    faces-au is ordered by age): `faces` to edit (at most a third), as many real faces of other
-    people, and the rest, the pool that real faces showing an expression are taken from."""
-    order = np.random.default_rng(0).permutation(count)
+def realism_split(count: int, faces: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the realism test's three disjoint parts of `count` faces, shuffled (`seed`; the
+    evaluation uses 0; faces-au is ordered by age): `faces` to edit (at most a third), as many real
+    faces of other people, and the rest, the pool that real faces showing an expression are taken from."""
+    order = np.random.default_rng(seed).permutation(count)
     half = min(faces, count // 3)
     return order[:half], order[half : 2 * half], order[2 * half :]
 

@@ -76,13 +76,23 @@ EDITOR_NOTE = (
     " `editor.appearance` the smile's skin patterns fitted on real faces shade it. No part of it was trained"
     " against an AU network."
 )
-RENDERER_NOTE = (
-    "**A trained Renderer draws what the motion reveals** (`renderer`): the paper's generator with a mask"
-    " and the target landmarks' contours as extra inputs, trained by landmark-guided masked reconstruction"
-    " of real faces with D_I and D_H as critics (`train_accelerate.py --objective render`). It redraws only"
-    " what an edit reveals: the inside of the mouth when the lips move (teeth, tongue, lips closing over"
-    " teeth) and the bare skin under a rising brow; lips, lids and brows themselves are the warp's."
-)
+
+
+def renderer_note(brow_skin: bool = True) -> str:
+    """What a trained Renderer does in a model, for its card; brow_skin: RendererConfig.brow_skin."""
+    where = (
+        "the inside of the mouth when the lips move (teeth, tongue, lips closing over teeth) and the bare skin under"
+        " a rising brow; lips, lids and brows themselves are the warp's."
+        if brow_skin
+        else "the inside of the mouth when the lips move (teeth, tongue, lips closing over teeth); lips, lids and"
+        " brows, and the skin a rising brow uncovers, are the warp's (`renderer.brow_skin` false)."
+    )
+    return (
+        "**A trained Renderer draws what the motion reveals** (`renderer`): the paper's generator with a mask"
+        " and the target landmarks' contours as extra inputs, trained by landmark-guided masked reconstruction"
+        " of real faces with D_I and D_H as critics (`train_accelerate.py --objective render`). It redraws only"
+        f" what an edit reveals: {where}"
+    )
 
 
 def card_tags(model: WEMGAN) -> list[str]:
@@ -100,6 +110,10 @@ def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> s
     info = model.provenance
     licence, data_text = data_licence(str(info.get("dataset", "unknown")))
     config = model_config(model)
+    renderer_lines = []
+    if model.renderer is not None:
+        brow_skin = model.model_config.renderer.brow_skin
+        renderer_lines = [renderer_note(brow_skin), renderer_time(info.get("renderer", {})), ""]
     front = {
         "library_name": "wemgan",
         "license": licence,
@@ -135,7 +149,7 @@ def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> s
         "## Training",
         "",
         *([EDITOR_NOTE, ""] if model.editor is not None else []),
-        *([RENDERER_NOTE, renderer_time(info.get("renderer", {})), ""] if model.renderer is not None else []),
+        *renderer_lines,
         *(f"- **{key}**: `{value}`" for key, value in sorted(info.items()) if key != "config"),
     ]
     if "config" in info:
@@ -150,7 +164,7 @@ def renderer_time(record: dict) -> str:
     """How long the renderer trained, from its training record (train_accelerate.py --objective render)."""
     if "cpu_hours" not in record:
         return "Its training time was not recorded."
-    return (f"It trained for {record['steps']} steps, {record['cpu_hours']:.1f} CPU-hours (one process's CPU time, "
+    return (f"It trained for {record['steps']:,} steps, {record['cpu_hours']:.1f} CPU-hours (one process's CPU time, "
             f"summed over resumes and `--init_renderer` starts).")  # fmt: skip
 
 

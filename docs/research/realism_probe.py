@@ -41,7 +41,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data", required=True)
     p.add_argument("--aus", nargs="+", default=["Happy", "Surprise"], help="expression presets")
     p.add_argument("--faces", type=int, default=192, help="faces a side")
-    p.add_argument("--out", type=Path, required=True, help="the activation-map sheet (PNG or JPEG)")
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="how the test faces are cut (0: as the evaluation cuts them)"
+    )
+    p.add_argument(
+        "--against",
+        nargs="+",
+        choices=["real", "showing"],
+        default=["real", "showing"],
+        help="real faces of other people, and real faces of other people that show the expression",
+    )
+    p.add_argument("--out", type=Path, help="the activation-map sheet (PNG or JPEG); without it, scores only")
     return p.parse_args()
 
 
@@ -89,7 +99,7 @@ def overlay(images: np.ndarray, heat: np.ndarray) -> np.ndarray:
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     images, aus, _ = load_test_data(args.data, "test", None, 128)
-    first, second, pool = realism_split(len(images), args.faces)  # as the evaluation cuts them
+    first, second, pool = realism_split(len(images), args.faces, args.split_seed)
     sources, real = to_uint8(images[first]), to_uint8(images[second])
     showing = {
         name: to_uint8(images[pool[R.most_showing(aus[pool], EXPRESSIONS[name], len(first))]]) for name in args.aus
@@ -101,11 +111,15 @@ def main(args: argparse.Namespace) -> None:
         for expression in args.aus:
             edited = np.stack(model.edit(list(sources), aus=expression))
             line = []
-            for against, others in (("real", real), ("showing it", showing[expression])):
+            tests = {"real": real, "showing": showing[expression]}
+            for against in args.against:
+                others = tests[against]
                 score = R.realism(edited, others)
                 face, mouth = (score[region]["accuracy"] for region in ("face", "mouth"))
                 line.append(f"vs {against}: face {face:.3f} mouth {mouth:.3f}")
             print(f"{name} {expression}: " + " | ".join(line), flush=True)
+            if args.out is None:
+                continue
             heat = np.mean(
                 [
                     activation_map(net, edited[cut:]) - activation_map(net, real[cut:])
@@ -114,6 +128,8 @@ def main(args: argparse.Namespace) -> None:
                 axis=0,
             )
             rows.append(np.concatenate([edited[cut], edited[cut + 1], overlay(edited[cut:], heat)], 1))
+    if args.out is None:
+        return
     sheet = Image.fromarray(np.concatenate(rows, 0))
     sheet.resize((sheet.width * 2, sheet.height * 2), Image.NEAREST).save(args.out)
 
