@@ -127,6 +127,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "inside the mask instead of a blank and learns to correct them: training moves real faces to another "
         "face's expression and back (LandmarkEditor.round_trip) and redraws the originals; needs --render_masks "
         "edits (RendererConfig.warped_input)")  # fmt: skip
+    add("--render_white_balance", action="store_true", help="render: the renderer draws each window white-balanced "
+        "to the training faces' mean tint and undoes the gains, so a photo's colour cast scales what it draws "
+        "(RendererConfig.white_balance)")  # fmt: skip
     add("--render_edit_strengths", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"), help="render: "
         "with --render_masks edits, each face takes the other face's expression at a strength drawn uniformly "
         "from [LO, HI], as a user's strength slider scales an edit (1 1: the editor's own strength); strong "
@@ -250,7 +253,8 @@ def network_config(args: argparse.Namespace) -> GeneratorConfig | RendererConfig
                               keep_inner_mouth=args.render_keep_inner_mouth,
                               mouth_surroundings=args.render_mouth_surroundings,
                               smile_skin=args.render_smile_skin, brow_skin=not args.render_no_brow_skin,
-                              warped_input=args.render_warped_input)  # fmt: skip
+                              warped_input=args.render_warped_input,
+                              white_balance=args.render_white_balance)  # fmt: skip
     return GeneratorConfig(args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
                            upsample=args.upsample)  # fmt: skip
 

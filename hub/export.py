@@ -99,6 +99,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-brow-skin", action="store_true",
                         help="--editor --renderer: the renderer redraws mouths only and leaves the skin a rising brow "
                         "uncovers to the warp (RendererConfig.brow_skin; the same weights)")  # fmt: skip
+    parser.add_argument("--white-balance", action="store_true",
+                        help="--editor --renderer: the renderer draws each window white-balanced to its training "
+                        "faces' mean tint, then undoes it (RendererConfig.white_balance; same weights)")  # fmt: skip
     args = parser.parse_args()
     renderer_alone = args.renderer is not None and not args.editor and args.run is None
     if args.editor == (args.run is not None) and not renderer_alone:
@@ -108,8 +111,9 @@ def parse_args() -> argparse.Namespace:
         parser.error("--editor needs --regressor and --estimator (e.g. hub/default for both)")
     if args.renderer is not None and args.run is not None:
         parser.error("--renderer composes with the landmark editor (--editor) or is written alone: no RUN")
-    if args.no_brow_skin and not (args.editor and args.renderer is not None):
-        parser.error("--no-brow-skin chooses where a composed renderer redraws: it needs --editor and --renderer")
+    if (args.no_brow_skin or args.white_balance) and not (args.editor and args.renderer is not None):
+        parser.error("--no-brow-skin and --white-balance set how a composed renderer draws: they need --editor "
+                     "and --renderer")  # fmt: skip
     if args.editor:
         editor = EditorConfig(args.motion_strength, not args.no_mouth_cavity, not args.no_appearance)
         try:
@@ -160,7 +164,10 @@ def editor_model(args: argparse.Namespace) -> WEMGAN:
     renderer_config, renderer_state = None, {}
     if args.renderer is not None:
         renderer_config, renderer_state, provenance["renderer"] = load_renderer(args.renderer)
-        renderer_config["brow_skin"] = not args.no_brow_skin
+        if args.no_brow_skin:  # else as it trained
+            renderer_config["brow_skin"] = False
+        if args.white_balance:
+            renderer_config["white_balance"] = True
     model = WEMGAN(
         editor=asdict(EditorConfig(args.motion_strength, not args.no_mouth_cavity, not args.no_appearance)),
         renderer=renderer_config,

@@ -34,7 +34,7 @@ from wemgan.part_windows import (
     zoomed_window_scales,
 )
 from wemgan.render_masks import dilate, edit_mask, mouth_mask, training_masks, window_masks_of, window_training_masks
-from wemgan.renderer import PartRenderer, Renderer
+from wemgan.renderer import TRAINING_TINT, PartRenderer, Renderer, visible_mean_colour, white_balance_gains
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "wemgan"
@@ -169,8 +169,8 @@ def legacy_folder(folder: Path, out: Path) -> Path:
             "provenance": {**config["provenance"], "prior_changes": {"motion_strength": strength}}}  # fmt: skip
     state = {}
     for name, value in safetensors.torch.load_file(folder / "model.safetensors").items():
-        if name == "editor.jaw_reading":
-            continue  # that format had none
+        if name == "editor.jaw_reading" or name.startswith("renderer."):
+            continue  # that format had neither
         if name.startswith("editor."):
             part = name.removeprefix("editor.")
             value = value * strength if part in ("motion_basis", "appearance_maps") else value
@@ -182,11 +182,22 @@ def legacy_folder(folder: Path, out: Path) -> Path:
     return out
 
 
+def editor_alone(folder: Path) -> WEMGAN:
+    """The model in `folder` with its renderer taken out (the landmark editor and the estimator)."""
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("renderer", None)
+    model = WEMGAN(**config)
+    weights = safetensors.torch.load_file(folder / "model.safetensors")
+    model.load_state_dict({name: value.float() for name, value in weights.items() if not name.startswith("renderer.")})
+    return model.eval()
+
+
 def test_the_shipped_model_edits_byte_identically_from_its_old_format(tmp_path):
     """A folder of the format of before 2026-12-06 loads (wemgan.legacy) and makes exactly the same
     edits as today's, down to the last byte, given the same fits: that format stored them in
-    float16, baked in at motion_strength, so the comparison holds hub/default's fits rounded so."""
-    shipped = WEMGAN.from_pretrained(ROOT / "hub/default")
+    float16, baked in at motion_strength, so the comparison holds hub/default's fits rounded so. That
+    format had no renderer: hub/default's editor alone is compared."""
+    shipped = editor_alone(ROOT / "hub/default")
     old = WEMGAN.from_pretrained(legacy_folder(ROOT / "hub/default", tmp_path / "old"))
     assert old.editor.motion_strength == shipped.editor.motion_strength == 0.75
     strength = shipped.editor.motion_strength
@@ -259,6 +270,36 @@ def test_a_colour_centred_renderer_draws_grey_on_a_black_and_white_photo_and_col
     colour = torch.rand(1, 3, 128, 128) - 0.5
     drawn = renderer(colour, mask, landmarks, aus)
     assert (drawn - drawn.mean(1, keepdim=True))[(mask > 0).expand_as(drawn)].abs().max() > 0.05
+
+
+def test_a_white_balanced_renderer_scales_its_drawing_with_a_photos_colour_cast():
+    """A cast multiplies colours (in [0, 1]); white-balanced, the drawing is multiplied alike, where drawing
+    relative to the mean colour alone would add the cast's offset (a cool photo's dark mouth turns blue)."""
+    torch.manual_seed(0)
+    config = RendererConfig(base_channels=8, max_channels=16, centre_colour=True, white_balance=True)
+    renderer = Renderer(config).eval()
+    x = torch.rand(1, 3, 128, 128) * 0.8 - 0.6
+    landmarks = torch.rand(1, 68, 2) * 80 + 24
+    mask = (training_masks(landmarks, 128, torch.Generator().manual_seed(0)) == 1).float()
+    aus = torch.rand(1, 17)
+    mean = ((visible_mean_colour(x, mask) + 1) / 2).flatten()
+    cast = torch.tensor([0.85, 1.0, 1.15])
+    cast = (cast * mean.mean() / (cast * mean).mean()).view(1, 3, 1, 1)  # tints, keeps the mean's brightness
+    out, tinted = renderer(x, mask, landmarks, aus), renderer((x + 1) * cast - 1, mask, landmarks, aus)
+    unclamped = (out.abs() < 1) & (tinted.abs() < 1)
+    assert unclamped[(mask > 0).expand_as(out)].float().mean() > 0.5
+    assert torch.allclose((tinted + 1)[unclamped], ((out + 1) * cast)[unclamped], atol=1e-4)  # inside the mask too
+    assert torch.equal(renderer(x, torch.zeros_like(mask), landmarks, aus), x)  # nothing to draw: no change
+    gains = white_balance_gains(x, mask)
+    assert torch.allclose((gains.flatten() * mean).mean(), mean.mean())  # brightness kept
+    balanced = gains.flatten() * mean
+    assert torch.allclose(balanced.log() - balanced[1].log(), torch.tensor([TRAINING_TINT[0], 0, TRAINING_TINT[1]]),
+                          atol=1e-5)  # fmt: skip
+    grey = (torch.rand(1, 1, 128, 128) - 0.5).expand(1, 3, 128, 128)  # a black-and-white photo: no gains
+    assert torch.allclose(white_balance_gains(grey, mask), torch.ones(1, 3, 1, 1), atol=1e-5)
+    plain = Renderer(replace(config, white_balance=False)).eval()
+    plain.load_state_dict(renderer.state_dict())
+    assert torch.allclose(plain(grey, mask, landmarks, aus), renderer(grey, mask, landmarks, aus), atol=1e-4)
 
 
 def test_windows_are_cut_and_pasted_back_exactly_and_each_pixel_has_one_part():

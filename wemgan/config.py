@@ -19,7 +19,9 @@ SIZE_MULTIPLE = 32  # five stride-2 downsamples to the 4x4 bottleneck (at 128 px
 MAX_MOTION_STRENGTH = 2.0
 MAX_MOUTH_SURROUNDINGS = 16  # px at 128 px: beyond this a mouth's margin reaches the eyes and the jaw line
 # RendererConfig options that choose where a renderer redraws and what it is shown there, not its weights.
-REDRAW_OPTIONS = ("keep_inner_mouth", "mouth_surroundings", "smile_skin", "brow_skin", "warped_input")
+REDRAW_OPTIONS = (
+    "keep_inner_mouth", "mouth_surroundings", "smile_skin", "brow_skin", "warped_input", "white_balance",
+)  # fmt: skip
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -74,6 +76,7 @@ class RendererConfig:
     smile_skin: bool = False  # an edit that moves the lips redraws the folds, cheeks and chin skin a smile shapes
     brow_skin: bool = True  # an edit that raises a brow redraws the skin it uncovers (False: the warp's, as the editor)
     warped_input: bool = False  # it sees the edit's warped pixels inside the mask (not a blank) and corrects them
+    white_balance: bool = False  # it draws on the window white-balanced to its training faces' mean tint, then undone
 
     def weights_config(self) -> RendererConfig:
         """This config with the options that choose where the renderer redraws and what it sees there

