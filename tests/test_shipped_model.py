@@ -73,6 +73,16 @@ def test_card_states_data_licence_commands_results_and_limits(card):
     assert "MAE" in card_table(card, "MAE")
 
 
+def test_it_holds_the_trained_renderer_and_the_card_says_how_long_it_trained(shipped, card):
+    """The WEM-GAN generator, trained as a renderer of what an edit opens, composed with the editor."""
+    assert isinstance(shipped.renderer, PartRenderer)
+    record = shipped.provenance["renderer"]
+    assert record["steps"] > 0 and record["dataset"].endswith("faces-au")
+    assert f"{record['steps']:,} steps" in card and f"{record['cpu_hours']:.1f} CPU-hours" in card
+    _, status = load_model(str(DEFAULT))
+    assert f"{record['cpu_hours']:.1f} CPU-hours" in status  # what the visitor reads
+
+
 def test_zero_edit_returns_the_photo_and_a_preset_changes_it(shipped):
     face = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))
     assert torch.equal(shipped.edit(face, delta={"AU12": 0.0}), face)
