@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from wemgan.aus import AU_NAMES, EXPRESSIONS, canonical_au_name
 from wemgan.data import synthetic
-from wemgan.export import data_licence
+from wemgan.export import data_licence, trained_for
 from wemgan.faces import FaceNotFoundError, FacesExtraMissingError, uint8_image
 from wemgan.images import MAX_PIXELS, MIN_SIDE, ImageTooLargeError, ImageTooSmallError, InvalidImageError
 from wemgan.model import WEMGAN, PreparedPhoto, check_strength
@@ -91,10 +91,7 @@ def describe(model: WEMGAN) -> str:
         return f"the paper's generator, {model.provenance.get('steps', 'an unknown number of')} training steps"
     if model.renderer is None:
         return "edits by the landmark motion of real faces (no adversarially trained part)"
-    record = model.provenance.get("renderer", {})
-    trained = f"{record['steps']:,} steps" if "steps" in record else "an unknown number of steps"
-    if "cpu_hours" in record:
-        trained += f", {record['cpu_hours']:.1f} CPU-hours"
+    trained = trained_for(model.provenance.get("renderer", {}))
     return (f"edits by the landmark motion of real faces; what an edit opens is drawn by the WEM-GAN renderer "
             f"(trained {trained})")  # fmt: skip
 

@@ -80,12 +80,12 @@ EDITOR_NOTE = (
 
 def renderer_note(brow_skin: bool = True) -> str:
     """What a trained Renderer does in a model, for its card; brow_skin: RendererConfig.brow_skin."""
+    mouth = "the inside of the mouth when the lips move (teeth, tongue, lips closing over teeth)"
     where = (
-        "the inside of the mouth when the lips move (teeth, tongue, lips closing over teeth) and the bare skin under"
-        " a rising brow; lips, lids and brows themselves are the warp's."
+        f"{mouth} and the bare skin under a rising brow; lips, lids and brows themselves are the warp's."
         if brow_skin
-        else "the inside of the mouth when the lips move (teeth, tongue, lips closing over teeth); lips, lids and"
-        " brows, and the skin a rising brow uncovers, are the warp's (`renderer.brow_skin` false)."
+        else f"{mouth}; lips, lids and brows, and the skin a rising brow uncovers, are the warp's"
+        " (`renderer.brow_skin` false)."
     )
     return (
         "**A trained Renderer draws what the motion reveals** (`renderer`): the paper's generator with a mask"
@@ -160,12 +160,18 @@ def model_card(model: WEMGAN, extra_sections: dict[str, str] | None = None) -> s
     return "\n".join(lines) + "\n"
 
 
+def trained_for(record: dict) -> str:
+    """How long a renderer trained, from its training record: "79,500 steps, 17.3 CPU-hours" (what was recorded)."""
+    steps = f"{record['steps']:,} steps" if "steps" in record else "an unknown number of steps"
+    return f"{steps}, {record['cpu_hours']:.1f} CPU-hours" if "cpu_hours" in record else steps
+
+
 def renderer_time(record: dict) -> str:
     """How long the renderer trained, from its training record (train_accelerate.py --objective render)."""
     if "cpu_hours" not in record:
         return "Its training time was not recorded."
-    return (f"It trained for {record['steps']:,} steps, {record['cpu_hours']:.1f} CPU-hours (one process's CPU time, "
-            f"summed over resumes and `--init_renderer` starts).")  # fmt: skip
+    return (f"It trained for {trained_for(record)} (one process's CPU time, summed over resumes and "
+            f"`--init_renderer` starts).")  # fmt: skip
 
 
 def _yaml_line(key: str, value: Any) -> str:
