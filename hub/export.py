@@ -96,6 +96,9 @@ def parse_args() -> argparse.Namespace:
                         help="--editor: the fitted motion scaled by S, in (0, 2] (default: hub/default's)")  # fmt: skip
     parser.add_argument("--no-mouth-cavity", action="store_true", help="--editor: no drawn mouth")
     parser.add_argument("--no-appearance", action="store_true", help="--editor: no skin shading")
+    parser.add_argument("--whole-brows", action="store_true",
+                        help="--editor: the flow carries each brow whole, so a strong brow move stretches the skin "
+                        "around it, not the brow (EditorConfig.whole_brows)")  # fmt: skip
     parser.add_argument("--no-brow-skin", action="store_true",
                         help="--editor --renderer: the renderer redraws mouths only and leaves the skin a rising brow "
                         "uncovers to the warp (RendererConfig.brow_skin; the same weights)")  # fmt: skip
@@ -115,9 +118,8 @@ def parse_args() -> argparse.Namespace:
         parser.error("--no-brow-skin and --white-balance set how a composed renderer draws: they need --editor "
                      "and --renderer")  # fmt: skip
     if args.editor:
-        editor = EditorConfig(args.motion_strength, not args.no_mouth_cavity, not args.no_appearance)
         try:
-            editor.validate()
+            editor_config(args).validate()
         except ValueError as error:
             parser.error(str(error))
     return args
@@ -149,14 +151,18 @@ def with_estimator(model: WEMGAN, folder: Path) -> WEMGAN:
     return replaced.eval()
 
 
+def editor_config(args: argparse.Namespace) -> EditorConfig:
+    """The editor --editor composes, from the command line."""
+    return EditorConfig(
+        args.motion_strength, not args.no_mouth_cavity, not args.no_appearance, whole_brows=args.whole_brows
+    )
+
+
 def editor_model(args: argparse.Namespace) -> WEMGAN:
     """The landmark editor's model built from the fits, the regressor, the estimator (and a renderer)."""
     regressor, regressor_record = load_landmark_regressor(args.regressor)
     estimator, estimator_record = load_trained_estimator(args.estimator)
-    editor = LandmarkEditor.from_fits(
-        regressor, motion_strength=args.motion_strength, mouth_cavity=not args.no_mouth_cavity,
-        appearance=not args.no_appearance,
-    )  # fmt: skip
+    editor = LandmarkEditor.from_fits(regressor, **asdict(editor_config(args)))
     provenance = {"dataset": "faces-au", "landmark_regressor": regressor_record, "estimator": estimator_record,
                   "landmark_motion": {k: v for k, v in motion_record().items() if k != "basis"}}  # fmt: skip
     if editor.appearance:
@@ -169,7 +175,7 @@ def editor_model(args: argparse.Namespace) -> WEMGAN:
         if args.white_balance:
             renderer_config["white_balance"] = True
     model = WEMGAN(
-        editor=asdict(EditorConfig(args.motion_strength, not args.no_mouth_cavity, not args.no_appearance)),
+        editor=asdict(editor_config(args)),
         renderer=renderer_config,
         estimator={"channels": estimator_record["estimator_channels"],
                    "max_channels": estimator_record["estimator_max_channels"],

@@ -14,6 +14,7 @@ from wemgan import WEMGAN
 from wemgan.aus import AU_NAMES
 from wemgan.editor import LandmarkEditor
 from wemgan.flow import flow_stretch, polygon_coverage, warp
+from wemgan.landmark_appearance import packaged_maps
 from wemgan.landmark_fit import (
     JAW_DROP_AU,
     JAW_DROP_POINTS,
@@ -42,11 +43,17 @@ from wemgan.landmark_motion import (
     parted_lips_flow,
     uncrossed,
     unfolding_scale,
+    with_whole_brows,
 )
 from wemgan.landmark_regressor import LandmarkRegressor
 from wemgan.mouth_cavity import mouth_cavity
 
 SIZE = 128
+
+
+def mean_face() -> torch.Tensor:
+    """1 x 68 x 2 px: the packaged mean face's landmarks at 128 px."""
+    return packaged_maps()[0].view(1, 68, 2).float()
 
 
 def test_motion_flow_moves_a_landmark_by_its_move_and_holds_the_rest():
@@ -79,6 +86,45 @@ def test_motion_flow_meets_opposite_moves_of_close_landmarks():
     assert -1.6 < at_upper < -1.0 and 1.0 < at_lower < 1.6  # the row above the gap shows the upper lid, etc.
     assert flow.norm(dim=1).max() <= 1.5 + 1e-4  # nothing moves further than the lids
     assert flow[..., 100:, :].abs().max() < 0.01  # far away nothing moves (< 0.01 px)
+
+
+@pytest.mark.parametrize("shift", [-10.0, 6.0])  # brows raised by 10 px, lowered by 6 (the lids stay)
+def test_whole_brows_move_a_brow_without_stretching_or_squeezing_it(shift):
+    """A 5-px dark brow under the brow points of the mean face: carried whole, it lands shifted and
+    keeps its thickness (within 1 px); moved by the brow points alone, the skin-free brow itself is
+    stretched (raised) or squeezed (lowered) by 2 px or more: a strong edit's smeared brows."""
+    landmarks = mean_face()
+    image = torch.ones(1, 1, SIZE, SIZE)
+    for x, y in landmarks[0, 17:27].round().long().tolist():
+        image[0, 0, y : y + 5, x - 4 : x + 5] = 0
+    moves = torch.zeros(1, 68, 2)
+    moves[0, 17:27, 1] = shift
+    column = int(landmarks[0, 19, 0].round())  # through a brow's middle
+
+    def dark_rows(points: torch.Tensor, point_moves: torch.Tensor) -> list[int]:
+        moved = warp(image, parted_lips_flow(points, point_moves, SIZE, 32))
+        return torch.nonzero(moved[0, 0, :, column] < 0.5).flatten().tolist()
+
+    before = dark_rows(landmarks, torch.zeros_like(moves))
+    whole = dark_rows(*with_whole_brows(landmarks, moves))
+    alone = dark_rows(landmarks, moves)
+    assert len(before) == 5 and abs(len(whole) - 5) <= 1
+    assert abs(whole[0] - (before[0] + shift)) <= 1  # the brow went where its points went
+    assert abs(len(alone) - 5) >= 2
+
+
+def test_an_editor_with_whole_brows_changes_only_how_brows_move():
+    """The option adds points that move with the brows: a brow move's flow changes by over 1 px, a mouth
+    move's by less than 0.1 px (the points pinned near the still brows barely touch its field)."""
+    editors = [LandmarkEditor(whole_brows=whole).eval() for whole in (False, True)]
+    x = torch.zeros(1, 3, SIZE, SIZE)
+    for moved, change in ((slice(17, 27), (1.0, None)), (slice(48, 68), (None, 0.1))):  # brows, mouth
+        moves = torch.zeros(1, 68, 2)
+        moves[0, moved, 1] = -4.0
+        flows = [editor.move(x, mean_face(), moves)[1] * (SIZE / 2) for editor in editors]
+        largest = (flows[0] - flows[1]).norm(dim=1).max()
+        low, high = change
+        assert (low is None or largest > low) and (high is None or largest < high)
 
 
 def test_a_flow_that_would_fold_is_weakened_until_it_does_not():

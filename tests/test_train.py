@@ -295,8 +295,9 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     assert "It trained for 4 steps, 0.0 CPU-hours" in (tmp_path / "composed" / "README.md").read_text()
     assert all(torch.equal(v, composed.renderer.state_dict()[k]) for k, v in after.items())
     assert composed.model_config.renderer.brow_skin  # as it trained
-    mouths_only = composed_with_editor(out / "renderer", tmp_path / "mouths-only", "--no-brow-skin")
+    mouths_only = composed_with_editor(out / "renderer", tmp_path / "mouths-only", "--no-brow-skin", "--whole-brows")
     assert not mouths_only.model_config.renderer.brow_skin  # where it redraws changes, not its weights
+    assert mouths_only.editor.whole_brows and not composed.editor.whole_brows
     assert all(torch.equal(v, mouths_only.renderer.state_dict()[k]) for k, v in after.items())
     assert "`renderer.brow_skin` false" in (tmp_path / "mouths-only" / "README.md").read_text()
 

@@ -105,6 +105,7 @@ class EditorConfig:
     mouth_cavity: bool = True  # lips part along a cut and the gap shows teeth and the mouth's inside
     appearance: bool = True  # the smile's AUs brighten and darken the skin as on real faces
     flow_resolution: int = 32  # side of the grid the motion's flow is interpolated on (at 128 px)
+    whole_brows: bool = False  # the flow carries each brow whole, so a brow move stretches the skin around it
 
     def validate(self, image_size: int = 128) -> EditorConfig:
         if not 0 < self.motion_strength <= MAX_MOTION_STRENGTH:

@@ -27,6 +27,7 @@ from .landmark_motion import (
     motion_basis,
     motion_flow,
     parted_lips_flow,
+    with_whole_brows,
 )
 from .landmark_regressor import NUM_LANDMARKS, LandmarkRegressor
 from .mouth_cavity import mouth_cavity
@@ -54,6 +55,8 @@ class LandmarkEditor(nn.Module):
             instead of stretched lip.
         appearance: the smile's AUs (AU06, AU12) brighten and darken the skin as on real faces.
         flow_resolution: side of the grid the motion's flow is interpolated on (at 128 px: 32).
+        whole_brows: the flow carries each brow whole (points along its body move with it), so a
+            strong brow move stretches the forehead and the lid crease instead of smearing the brow.
         image_size: side of the square crops (128).
     """
 
@@ -63,14 +66,16 @@ class LandmarkEditor(nn.Module):
         mouth_cavity: bool = True,
         appearance: bool = True,
         flow_resolution: int = 32,
+        whole_brows: bool = False,
         image_size: int = 128,
     ) -> None:
         super().__init__()
-        EditorConfig(motion_strength, mouth_cavity, appearance, flow_resolution).validate(image_size)
+        EditorConfig(motion_strength, mouth_cavity, appearance, flow_resolution, whole_brows).validate(image_size)
         self.motion_strength = motion_strength
         self.mouth_cavity = mouth_cavity
         self.appearance = appearance
         self.flow_resolution = flow_resolution
+        self.whole_brows = whole_brows
         self.image_size = image_size
         self.landmark_regressor = LandmarkRegressor(image_size).requires_grad_(False)
         # The fits are buffers: a model file carries the ones it was made with.
@@ -141,8 +146,11 @@ class LandmarkEditor(nn.Module):
         """(image B x 3 x S x S, flow B x 2 x s x s): faces x with these landmarks (B x 68 x 2 px)
         warped so that each landmark moves by moves (B x 68 x 2 px), with the inside of a mouth the
         warp opens drawn (mouth_cavity); no skin shading (the AUs' part, in forward)."""
+        points, point_moves = landmarks.float(), moves.float()
+        if self.whole_brows:  # points along each brow's body move with it
+            points, point_moves = with_whole_brows(points, point_moves)
         flow = (parted_lips_flow if self.mouth_cavity else motion_flow)(
-            landmarks.float(), moves.float(), self.image_size, self.flow_resolution
+            points, point_moves, self.image_size, self.flow_resolution
         ).to(x.dtype)
         moved = warp(x, flow)
         if self.mouth_cavity:

@@ -33,6 +33,10 @@ MIN_GAP = 0.5  # px at 128 px: how close a facing pair may come (a closed eye, c
 FOLD_MARGIN = 0.05  # smallest Jacobian determinant of the warp allowed: 0 is a fold (content shown twice)
 UNFOLD_REACH = 20.0  # px at 128 px: how far around a fold local_unfolding weakens the flow (5 points at 32 px)
 FLOW_RIDGE = 0.01  # regularisation of the interpolation: how closely the flow meets landmarks a few px apart
+BROWS = slice(17, 27)  # dlib's brow points, which lie along each brow's upper edge
+# IODs above and below the brow points that move with them (brow_carriers): the brow's body lies up to
+# about 0.1 IOD below its points, and the brow-to-lid gap is 0.2-0.4 IOD, leaving the lid crease's skin
+BROW_BODY = (0.04, 0.10)
 INNER_UPPER_LINE = [60, 61, 62, 63, 64]  # the inner lip lines, corner to corner
 INNER_LOWER_LINE = [60, 67, 66, 65, 64]
 
@@ -107,6 +111,19 @@ def uncrossed(landmarks: Tensor, moves: Tensor, eye_line: Tensor) -> Tensor:
     return moves
 
 
+def with_whole_brows(landmarks: Tensor, moves: Tensor) -> tuple[Tensor, Tensor]:
+    """(B x 88 x 2 points, B x 88 x 2 moves): the 68 landmarks and their moves, then one point
+    BROW_BODY[0] IODs above and one BROW_BODY[1] IODs below each brow point (along the face's
+    vertical), moving as it moves. With them the flow carries each brow whole: a brow that rises or
+    falls stretches or squeezes the skin around it (forehead, lid crease) instead of its own dark
+    body, which a strong edit would otherwise smear over the lids."""
+    line = landmarks[:, 42:48].mean(1) - landmarks[:, 36:42].mean(1)  # IOD-long, along the eye line
+    down = torch.stack([-line[:, 1], line[:, 0]], -1).unsqueeze(1)  # the face's vertical, IOD-long
+    brows, carried = landmarks[:, BROWS], moves[:, BROWS]
+    above, below = brows - BROW_BODY[0] * down, brows + BROW_BODY[1] * down
+    return torch.cat([landmarks, above, below], 1), torch.cat([moves, carried, carried], 1)
+
+
 def motion_flow(landmarks: Tensor, moves: Tensor, image_size: int, resolution: int) -> Tensor:
     """B x 2 x r x r backward flow ([-1, 1] units, `generator.warp`'s convention) that makes the
     landmark moves: the output at q shows the input at q + flow(q), so at each moved landmark p + d
@@ -156,8 +173,9 @@ def parted_lips_flow(landmarks: Tensor, moves: Tensor, image_size: int, resoluti
     computed on the r x r grid (resolution) as motion_flow's, then resized; only the cut is
     drawn at full size. Beyond the corners, where the two flows nearly agree, the cut fades into
     their mean."""
-    keep_upper = [i for i in range(68) if i not in LOWER_LIP]
-    keep_lower = [i for i in range(68) if i not in UPPER_LIP]
+    points = range(landmarks.shape[1])  # the 68 landmarks and any points added after them
+    keep_upper = [i for i in points if i not in LOWER_LIP]
+    keep_lower = [i for i in points if i not in UPPER_LIP]
     halves = torch.cat(
         [
             motion_flow(landmarks[:, keep_upper], moves[:, keep_upper], image_size, resolution),

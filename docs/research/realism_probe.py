@@ -3,12 +3,13 @@
     python docs/research/realism_probe.py editor=hub/default warp=hub/default:warp \\
         --data ../shared/data/faces-au --aus Happy Surprise --out realism-cam.png
 
-For each model (NAME=FOLDER, optionally :OPTION,OPTION to take parts out of its LandmarkEditor:
-warp = the warp alone, no_cavity, no_appearance, strength=0.1) and expression, prints the fresh
-classifier's held-out accuracy (face, mouth; seeds 0 and 1) against random real faces of other
-people and against real faces of other people that show the expression (`most_showing`), and
-draws where a classifier finds its evidence: the class activation map of its last features,
-edits minus real faces, averaged over held-out edits and three seeds, laid over their mean.
+For each model (NAME=FOLDER, optionally :OPTION,OPTION to change its LandmarkEditor: warp = the
+warp alone, no_cavity, no_appearance, whole_brows, strength=0.1) and edit (a preset, or a single
+AU set to 0.8), prints the fresh classifier's held-out accuracy (face, mouth; seeds 0 and 1)
+against random real faces of other people and against real faces of other people that show the
+expression (`most_showing`), and draws where a classifier finds its evidence: the class
+activation map of its last features, edits minus real faces, averaged over held-out edits and
+three seeds, laid over their mean.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from PIL import Image
 from torch import nn
 
 from wemgan import WEMGAN
-from wemgan.aus import EXPRESSIONS
-from wemgan.edit_evaluation import realism_split
+from wemgan.aus import AU_NAMES, EXPRESSIONS
+from wemgan.edit_evaluation import SINGLE_AU_TO, realism_split
 from wemgan.evaluate import load_test_data
 from wemgan.metrics import realism as R
 from wemgan.metrics.reconstruction import to_uint8
@@ -32,6 +33,7 @@ EDITOR_OPTIONS = {
     "warp": {"mouth_cavity": False, "appearance": False},
     "no_cavity": {"mouth_cavity": False},
     "no_appearance": {"appearance": False},
+    "whole_brows": {"whole_brows": True},
 }
 
 
@@ -39,8 +41,11 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", help="NAME=FOLDER[:OPTION,...]")
     p.add_argument("--data", required=True)
-    p.add_argument("--aus", nargs="+", default=["Happy", "Surprise"], help="expression presets")
+    p.add_argument(
+        "--aus", nargs="+", default=["Happy", "Surprise"], help=f"presets, or single AUs (set to {SINGLE_AU_TO})"
+    )
     p.add_argument("--faces", type=int, default=192, help="faces a side")
+    p.add_argument("--strength", type=float, default=1.0, help="edit strength (model.edit's strength)")
     p.add_argument(
         "--split-seed", type=int, default=0, help="how the test faces are cut (0: as the evaluation cuts them)"
     )
@@ -72,6 +77,15 @@ def load(spec: str) -> tuple[str, WEMGAN]:
     return name, model
 
 
+def edit_spec(name: str) -> tuple[str | dict[str, float], np.ndarray]:
+    """What `--aus NAME` asks of model.edit, and the AU vector real faces showing it are ranked by."""
+    if name in AU_NAMES:  # a single AU, as the evaluation sets it
+        return {name: SINGLE_AU_TO}, np.eye(len(AU_NAMES))[AU_NAMES.index(name)]
+    if name in EXPRESSIONS:
+        return name, EXPRESSIONS[name]
+    raise SystemExit(f"--aus {name}: give an expression ({', '.join(EXPRESSIONS)}) or an AU ({', '.join(AU_NAMES)})")
+
+
 def classifier_for(edited: np.ndarray, real: np.ndarray, seed: int) -> nn.Module:
     """The realism test's classifier, trained as two_sample_test trains it, on all of both sets."""
     x = torch.cat([R._tensor(edited), R._tensor(real)])
@@ -101,15 +115,17 @@ def main(args: argparse.Namespace) -> None:
     images, aus, _ = load_test_data(args.data, "test", None, 128)
     first, second, pool = realism_split(len(images), args.faces, args.split_seed)
     sources, real = to_uint8(images[first]), to_uint8(images[second])
+    specs = {name: edit_spec(name) for name in args.aus}
     showing = {
-        name: to_uint8(images[pool[R.most_showing(aus[pool], EXPRESSIONS[name], len(first))]]) for name in args.aus
+        name: to_uint8(images[pool[R.most_showing(aus[pool], vector, len(first))]])
+        for name, (_, vector) in specs.items()
     }
     cut = round(R.TRAIN_SHARE * len(first))
     rows = []
     for spec in args.models:
         name, model = load(spec)
         for expression in args.aus:
-            edited = np.stack(model.edit(list(sources), aus=expression))
+            edited = np.stack(model.edit(list(sources), aus=specs[expression][0], strength=args.strength))
             line = []
             tests = {"real": real, "showing": showing[expression]}
             for against in args.against:
