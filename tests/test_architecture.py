@@ -196,7 +196,7 @@ def test_the_shipped_model_edits_byte_identically_from_its_old_format(tmp_path):
     """A folder of the format of before 2026-12-06 loads (wemgan.legacy) and makes exactly the same
     edits as today's, down to the last byte, given the same fits: that format stored them in
     float16, baked in at motion_strength, so the comparison holds hub/default's fits rounded so. That
-    format had no renderer: hub/default's editor alone is compared."""
+    format had no renderer and no whole brows: hub/default's editor alone, without them, is compared."""
     shipped = editor_alone(ROOT / "hub/default")
     old = WEMGAN.from_pretrained(legacy_folder(ROOT / "hub/default", tmp_path / "old"))
     assert old.editor.motion_strength == shipped.editor.motion_strength == 0.75
@@ -207,6 +207,7 @@ def test_the_shipped_model_edits_byte_identically_from_its_old_format(tmp_path):
             fit.copy_((fit * strength).half().float() / strength)
         shipped.editor.appearance_mean.copy_(shipped.editor.appearance_mean.half().float())
         shipped.editor.jaw_reading.zero_()  # that format had no jaw reading: AU26 read by the estimator
+    shipped.editor.whole_brows = False  # nor whole brows: its flow passed through the landmarks alone
     rng = np.random.default_rng(0)
     crops = (rng.random((3, 128, 128, 3)) * 255).astype(np.uint8)
     for spec in ({"AU06": 0.8, "AU12": 0.9}, {"AU01": 0.8, "AU02": 0.8, "AU25": 0.7, "AU26": 0.9}):
