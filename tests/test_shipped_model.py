@@ -56,6 +56,7 @@ def test_loads_as_a_trained_model_that_the_app_serves(shipped):
     assert model is not None, status
     assert "landmark motion of real faces" in status and "non-commercial" in status  # what the visitor reads
     assert next(model.parameters()).dtype == torch.float32  # fp16 storage, fp32 compute
+    assert model.editor.whole_brows  # strong brow edits move the brows, not smear them over the eyes
 
 
 def test_card_states_data_licence_commands_results_and_limits(card):
@@ -108,7 +109,7 @@ def test_held_out_faces_reproduce_the_card(shipped, card):
 @pytest.mark.skipif(not FACES_AU.is_dir(), reason="../shared/data/faces-au is not here")
 def test_presets_move_held_out_faces_as_far_as_the_card_says(shipped):
     """dlib reads the edits of 32 test faces: Happy lifts the lip corners and Surprise raises the
-    brows by at least half of real faces' effect (the card: 0.78 and 0.89 on 128 faces), and AU26
+    brows by at least half of real faces' effect (the card: 0.78 and 0.82 on 128 faces), and AU26
     alone drops the jaw: the lips part by at least 0.4 of how far real lips part."""
     from wemgan.edit_evaluation import as_uint8, geometry_fraction, preset_references
     from wemgan.evaluate import load_test_data
