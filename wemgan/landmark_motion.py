@@ -34,7 +34,7 @@ FOLD_MARGIN = 0.05  # smallest Jacobian determinant of the warp allowed: 0 is a 
 UNFOLD_REACH = 20.0  # px at 128 px: how far around a fold local_unfolding weakens the flow (5 points at 32 px)
 FLOW_RIDGE = 0.01  # regularisation of the interpolation: how closely the flow meets landmarks a few px apart
 BROWS = slice(17, 27)  # dlib's brow points, which lie along each brow's upper edge
-# IODs above and below the brow points that move with them (brow_carriers): the brow's body lies up to
+# IODs above and below the brow points that move with them (with_whole_brows): the brow's body lies up to
 # about 0.1 IOD below its points, and the brow-to-lid gap is 0.2-0.4 IOD, leaving the lid crease's skin
 BROW_BODY = (0.04, 0.10)
 INNER_UPPER_LINE = [60, 61, 62, 63, 64]  # the inner lip lines, corner to corner
@@ -67,6 +67,13 @@ def jaw_reading() -> Tensor:
     return torch.cat([gaps, torch.tensor([fitted["resting_lip_gap"]], dtype=torch.float32)])
 
 
+def eye_axes(landmarks: Tensor) -> tuple[Tensor, Tensor]:
+    """(B x 2, B x 2): the face's eye line (right eye's centre to the left's) and its vertical
+    (pointing down), both one IOD long, of B x 68 x 2 landmarks."""
+    line = landmarks[:, 42:48].mean(1) - landmarks[:, 36:42].mean(1)
+    return line, torch.stack([-line[:, 1], line[:, 0]], -1)
+
+
 def inner_lip_gap(landmarks: Tensor, eye_frame: bool = True) -> Tensor:
     """B: how far the inner lips are apart (mean of the lower lip's 65-67 less the upper lip's 61-63)
     along the face's vertical, in IODs, of B x 68 x 2 landmarks; about 0 for a closed mouth.
@@ -74,8 +81,7 @@ def inner_lip_gap(landmarks: Tensor, eye_frame: bool = True) -> Tensor:
     gap = landmarks[:, 65:68].mean(1) - landmarks[:, 61:64].mean(1)
     if not eye_frame:
         return gap[:, 1]
-    line = landmarks[:, 42:48].mean(1) - landmarks[:, 36:42].mean(1)  # IOD-long, along the eye line
-    down = torch.stack([-line[:, 1], line[:, 0]], -1)  # the face's vertical, IOD-long
+    line, down = eye_axes(landmarks)
     return (gap * down).sum(-1) / (line * line).sum(-1).clamp_min(1e-12)
 
 
@@ -84,8 +90,7 @@ def landmark_displacements(landmarks: Tensor, u_rel: Tensor, basis: Tensor | Non
     the basis's eye-frame moves rotated into each face's eye line and scaled by its IOD."""
     basis = (motion_basis() if basis is None else basis).to(landmarks.device)
     moves = torch.einsum("ba,apc->bpc", u_rel.float(), basis)  # eye frame, IODs
-    right_eye, left_eye = landmarks[:, 36:42].mean(1), landmarks[:, 42:48].mean(1)
-    line = left_eye - right_eye  # IOD-long, along the eye line: rotation and scale in one
+    line, _ = eye_axes(landmarks)  # rotation and scale in one
     cos, sin = line[:, :1], line[:, 1:]
     moves = torch.stack([cos * moves[..., 0] - sin * moves[..., 1], sin * moves[..., 0] + cos * moves[..., 1]], -1)
     return uncrossed(landmarks, moves, line)
@@ -117,8 +122,7 @@ def with_whole_brows(landmarks: Tensor, moves: Tensor) -> tuple[Tensor, Tensor]:
     vertical), moving as it moves. With them the flow carries each brow whole: a brow that rises or
     falls stretches or squeezes the skin around it (forehead, lid crease) instead of its own dark
     body, which a strong edit would otherwise smear over the lids."""
-    line = landmarks[:, 42:48].mean(1) - landmarks[:, 36:42].mean(1)  # IOD-long, along the eye line
-    down = torch.stack([-line[:, 1], line[:, 0]], -1).unsqueeze(1)  # the face's vertical, IOD-long
+    down = eye_axes(landmarks)[1].unsqueeze(1)
     brows, carried = landmarks[:, BROWS], moves[:, BROWS]
     above, below = brows - BROW_BODY[0] * down, brows + BROW_BODY[1] * down
     return torch.cat([landmarks, above, below], 1), torch.cat([moves, carried, carried], 1)
@@ -139,7 +143,7 @@ def motion_flow(landmarks: Tensor, moves: Tensor, image_size: int, resolution: i
     ) - 0.5
     ys, xs = torch.meshgrid(centres, centres, indexing="ij")
     grid = torch.stack([xs, ys], -1).view(1, -1, 2).expand(len(moves), -1, -1)  # B x r² x 2 pixel positions
-    moved = (landmarks + moves).float()  # B x 68 x 2: where the landmarks land
+    moved = (landmarks + moves).float()  # B x P x 2: where the landmarks (and any added points) land
 
     def kernel(a: Tensor, b: Tensor) -> Tensor:
         return torch.exp(-torch.cdist(a, b).pow(2) / (2 * FLOW_SIGMA**2))
