@@ -50,6 +50,7 @@ from wemgan.landmark_guides import draw_contours
 from wemgan.losses import (
     LossWeights,
     RenderWeights,
+    adversarial_loss,
     au_regression_loss,
     generator_loss,
     high_frequency_discriminator_loss,
@@ -59,7 +60,7 @@ from wemgan.losses import (
     robust_expression_loss,
 )
 from wemgan.model import WEMGAN
-from wemgan.part_windows import crop
+from wemgan.part_windows import crop, window_corners
 from wemgan.render_masks import edit_mask, mouth_mask, training_masks, window_masks_of, window_training_masks
 from wemgan.renderer import PartRenderer, Renderer, visible_mean_colour
 
@@ -139,6 +140,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "count into the new run's record (a run resumed from a checkpoint ignores it)")  # fmt: skip
     add("--lambda_high_frequency", type=float, default=30.0, help="render: masked L1 of the Haar detail")
     add("--lambda_adversarial", type=float, default=0.1, help="render: weight of D_I and D_H (0: no critics)")
+    add("--lambda_edit_adversarial", type=float, default=0.0, help="render: weight of D_I and D_H on real edits "
+        "as the composed model draws them (the editor's edit, then the renderer in its edit mask), judged against "
+        "the part of the real face whose expression each edit takes; needs --render_masks edits, --render_window "
+        "and critics")  # fmt: skip
     add(
         "--render_window",
         type=int,
@@ -222,6 +227,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--objective render trains the Renderer alone: no --estimator_path")
     if args.render_warped_input and args.render_masks != "edits":
         p.error("--render_warped_input learns to correct real edits' warps: it needs --render_masks edits")
+    if args.lambda_edit_adversarial and not (
+        args.render_masks == "edits" and args.render_window and args.lambda_adversarial and not args.render_warped_input
+    ):
+        p.error("--lambda_edit_adversarial judges edits' windows by the critics: it needs --render_masks edits, "
+                "--render_window, --lambda_adversarial > 0, and no --render_warped_input")  # fmt: skip
     lo, hi = args.render_edit_strengths
     if not 0 <= lo <= hi:
         p.error(f"--render_edit_strengths {lo} {hi}: give 0 <= LO <= HI")
@@ -452,7 +462,7 @@ def main(args: argparse.Namespace) -> None:
             load_mask_editor(args.landmark_regressor).to(accelerator.device) if args.render_masks == "edits" else None
         )
         render_weights = RenderWeights(args.lambda_gp, args.lambda_rec, args.lambda_high_frequency,
-                                       args.lambda_adversarial)  # fmt: skip
+                                       args.lambda_adversarial, args.lambda_edit_adversarial)  # fmt: skip
         render_config = network_config(args)  # its window and the mask options its edits will use
     base_lrs = {name: opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
     ema = None
@@ -628,7 +638,10 @@ def render_step(
     shaped by the mask options of the renderer's config, as its edits will be). With config.warped_input the
     renderer is shown, inside an edit's mask, the face moved to the other expression and back by the
     editor (its squeeze, stretch and drawn mouth) instead of a blank, and redraws the real face. Each
-    edit's strength is drawn uniformly from edit_strengths, as a user's slider scales the AU change."""
+    edit's strength is drawn uniformly from edit_strengths, as a user's slider scales the AU change.
+    With weights.lambda_edit_adversarial, the critics also judge each edit as the composed model draws it
+    (edit_windows): masked reconstruction never shows the renderer a mouth whose surroundings disagree
+    with its landmarks, which is what a fresh classifier spots in edits (docs/research/measures.md)."""
     config = config or RendererConfig()
     window = config.window
     with torch.no_grad(), accelerator.autocast():
@@ -639,10 +652,12 @@ def render_step(
     else:
         mask, parts = training_masks(landmarks, size, rng), None
     seen = x  # what the renderer is shown; it blanks the mask itself unless config.warped_input
+    judged_edits = None  # with weights.lambda_edit_adversarial: (drawn, real) edit windows for the critics
     if mask_editor is not None:
         lo, hi = edit_strengths
         strength = lo + (hi - lo) * torch.rand(len(x), 1, generator=rng, device=x.device)
-        moves = mask_editor.landmark_moves(landmarks, strength * (pair_targets(u_x, rng) - u_x))
+        targets, donors = pair_targets(u_x, rng, return_donors=True)
+        moves = mask_editor.landmark_moves(landmarks, strength * (targets - u_x))
         # With warped_input the face is moved by `moves` and back: the edit that draws it is the way back.
         start, move = (landmarks + moves, -moves) if config.warped_input else (landmarks, moves)
         edited = edit_mask(start, move, size, config)
@@ -651,6 +666,11 @@ def render_step(
             mask, parts = window_masks_of(edited, landmarks, rng, mask, parts)
         else:
             mask = torch.where(redrawn, edited, mask)
+        if weights.lambda_edit_adversarial and redrawn.any():
+            faces, u_rel = redrawn.flatten().nonzero().squeeze(1), strength * (targets - u_x)
+            with accelerator.autocast():
+                judged_edits = edit_windows(nets["renderer"], mask_editor, x, landmarks, moves, u_rel, u_x, edited,
+                                            faces, donors[faces], parts[faces], window)  # fmt: skip
         if config.warped_input:  # an edit's warp inside its mask; a random mask is shown blank, as without
             fill = torch.where(redrawn, mask_editor.round_trip(x, landmarks, moves), visible_mean_colour(x, mask))
             seen = x + mask * (fill - x)
@@ -666,14 +686,19 @@ def render_step(
     if critics:
         grad_scale = accelerator.scaler.get_scale() if accelerator.scaler is not None else 1.0
         critic_weights = LossWeights(lambda_gp=weights.lambda_gp, lambda_d_cond=0.0)  # no AU head: nothing to fool
+        real, fake = x, drawn
+        if judged_edits is not None:  # the edits' windows join the reconstructions' as fakes, their donors' as reals
+            real, fake = torch.cat([x, judged_edits[1]]), torch.cat([drawn, judged_edits[0]])
+        no_aus = u_x.new_zeros(len(real), u_x.shape[1])  # read by no loss: the critics have no AU head here
+        critic = nets["image_critic"]
         with accelerator.autocast():
-            d_image = image_discriminator_loss(nets["image_critic"], x, drawn, u_x, critic_weights, grad_scale, rng)
+            d_image = image_discriminator_loss(critic, real, fake, no_aus, critic_weights, grad_scale, rng)
         _update(accelerator, optimizers["image_critic"], d_image["loss"])
         terms |= {f"d_image/{k}": v for k, v in d_image.items() if k != "cond"}
         if "high_frequency_critic" in nets:
             with accelerator.autocast():
                 d_high = high_frequency_discriminator_loss(
-                    nets["high_frequency_critic"], x, drawn, critic_weights, grad_scale, rng
+                    nets["high_frequency_critic"], real, fake, critic_weights, grad_scale, rng
                 )
             _update(accelerator, optimizers["high_frequency_critic"], d_high["loss"])
             terms |= {f"d_high/{k}": v for k, v in d_high.items()}
@@ -681,10 +706,32 @@ def render_step(
             critic.requires_grad_(False)
     with accelerator.autocast():
         losses = render_loss(drawn, x, mask, *([*critics, None, None])[:2], weights)
+        if judged_edits is not None:
+            edit_adversarial = adversarial_loss(judged_edits[0], *([*critics, None])[:2])
+            losses["loss"] = losses["loss"] + weights.lambda_edit_adversarial * edit_adversarial
+            losses["edit_adversarial"] = edit_adversarial.detach()
     _update(accelerator, optimizers["renderer"], losses["loss"])
     for critic in critics:
         critic.requires_grad_(True)
     return terms | {f"r/{k}": v for k, v in losses.items()}
+
+
+def edit_windows(
+    renderer, editor: LandmarkEditor, x, landmarks, moves, u_rel, u_x, masks, faces, donors, parts, window: int
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(drawn, real), N x 3 x window x window each: the edits of faces x[faces] (landmarks and their moves
+    B x 68 x 2, u_rel B x 17, edit masks B x 1 x S x S) as the composed model draws them (the editor's edit,
+    then the renderer inside the edit mask), each cut at one part's window (parts, N), and the same part
+    of the real face whose expression it took (donors, N). Both windows are centred on the part's landmarks,
+    so where they sit tells a critic nothing. Only the renderer's drawing carries gradient."""
+    size = x.shape[-1]
+    image, _ = editor.apply(x[faces], landmarks[faces], moves[faces], u_rel[faces])
+    target = (u_x[faces] + u_rel[faces]).clamp(0, 1)
+    drawn = renderer(image, masks[faces].to(image.dtype), landmarks[faces] + moves[faces], target)
+    rows = torch.arange(len(faces), device=x.device)
+    drawn_corners = window_corners(landmarks[faces] + moves[faces], window, size)[rows, parts]
+    real_corners = window_corners(landmarks[donors], window, size)[rows, parts]
+    return crop(drawn, rows, drawn_corners, window), crop(x, donors, real_corners, window)
 
 
 def critic_step(accelerator, nets, optimizers, x, u_x, u_rel, weights: LossWeights, rng) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -17,8 +18,11 @@ pytest.importorskip("accelerate", reason="the train extra is not installed")
 
 import train_accelerate as ta
 from wemgan import WEMGAN
+from wemgan.aus import AU_NAMES
 from wemgan.config import RendererConfig
 from wemgan.export import list_checkpoints
+from wemgan.part_windows import window_corners
+from wemgan.render_masks import edit_mask
 from wemgan.renderer import PartRenderer, Renderer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +77,9 @@ def test_paper_defaults_and_presets():
     assert cpu.objective == "edit" and cpu.landmark_regressor is None  # the paper's objective by default
 
 
+EDIT_JUDGED = ["--objective", "render", "--landmark_regressor", "x", "--lambda_edit_adversarial", "1"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -85,6 +92,12 @@ def test_paper_defaults_and_presets():
         (["--objective", "render", "--landmark_regressor", "hub/default", "--max_channels", "4"], "base_channels"),
         (["--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "48"], "window"),
         (["--objective", "render", "--landmark_regressor", "x", "--render_masks", "blobs"], "invalid choice"),
+        # edits are judged in the windows of a PartRenderer, by its critics, as edit-shaped masks make them
+        (EDIT_JUDGED, "--render_masks"),
+        (
+            [*EDIT_JUDGED, "--render_masks", "edits", "--render_window", "64", "--lambda_adversarial", "0"],
+            "--lambda_adversarial > 0",
+        ),
     ],
 )
 def test_bad_arguments_stop_with_a_message(argv, message, capsys):
@@ -300,6 +313,37 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     assert mouths_only.editor.whole_brows and not composed.editor.whole_brows
     assert all(torch.equal(v, mouths_only.renderer.state_dict()[k]) for k, v in after.items())
     assert "`renderer.brow_skin` false" in (tmp_path / "mouths-only" / "README.md").read_text()
+
+
+def test_edits_judged_by_the_critics(tmp_path):
+    out = tmp_path / "judged"
+    train(out, "--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "64",
+          "--render_masks", "edits", "--lambda_adversarial", "1", "--lambda_edit_adversarial", "1",
+          "--max_train_steps", "2")  # fmt: skip
+    logged = [record for record in metrics(out) if "r/loss" in record]
+    assert logged and all(math.isfinite(record["r/edit_adversarial"]) for record in logged)
+    assert json.loads((out / "config.json").read_text())["lambda_edit_adversarial"] == 1.0
+
+
+def test_edit_windows_are_the_composed_edit_and_the_donors_part():
+    model = WEMGAN.from_pretrained(ROOT / "hub/default")
+    faces = torch.rand(3, 3, 128, 128) * 2 - 1
+    landmarks = model.editor.landmark_regressor(faces).float()
+    u_rel = torch.zeros(3, 17)
+    u_rel[:, AU_NAMES.index("AU25")] = u_rel[:, AU_NAMES.index("AU26")] = 0.8
+    moves = model.editor.landmark_moves(landmarks, u_rel)
+    masks = edit_mask(landmarks, moves, 128, model.model_config.renderer)
+    rows, donors, parts = torch.tensor([0, 2]), torch.tensor([2, 1]), torch.tensor([0, 0])  # their mouths
+    with torch.no_grad():
+        drawn, real = ta.edit_windows(model.renderer, model.editor, faces, landmarks, moves, u_rel,
+                                      torch.zeros(3, 17), masks, rows, donors, parts, 64)  # fmt: skip
+    assert drawn.shape == real.shape == (2, 3, 64, 64)
+    corner = window_corners(landmarks[1:2], 64, 128)[0, 0].tolist()
+    assert torch.equal(real[1], faces[1, :, corner[1] : corner[1] + 64, corner[0] : corner[0] + 64])
+    edited, _ = model.editor.apply(faces[2:], landmarks[2:], moves[2:], u_rel[2:])
+    corner = window_corners(landmarks[2:] + moves[2:], 64, 128)[0, 0].tolist()
+    warp_only = edited[0, :, corner[1] : corner[1] + 64, corner[0] : corner[0] + 64]
+    assert (drawn[1] - warp_only).abs().amax() > 0.05  # the renderer drew the mouth the edit opened
 
 
 def test_render_objective_without_critics(tmp_path):

@@ -176,11 +176,18 @@ class LandmarkEditor(nn.Module):
         with torch.no_grad():
             landmarks = self.landmark_regressor(x).float()
             moves = self.landmark_moves(landmarks, u_rel)
-            edited, flow = self.move(x, landmarks, moves)
-            if self.appearance:
-                maps = self.appearance_maps * self.motion_strength
-                shading = appearance_shading(
-                    landmarks + moves, u_rel, self.appearance_mean, maps, self.image_size, self.flow_resolution
-                )
-                edited = with_appearance(edited, shading)
+            edited, flow = self.apply(x, landmarks, moves, u_rel)
         return EditorOutput(edited, flow, landmarks, moves)
+
+    @torch.no_grad()
+    def apply(self, x: Tensor, landmarks: Tensor, moves: Tensor, u_rel: Tensor) -> tuple[Tensor, Tensor]:
+        """(image, flow) as forward gives them, for faces x whose landmarks (B x 68 x 2 px) are known and
+        move by moves (landmark_moves of u_rel, B x 17): the warp, the drawn mouth and the AUs' skin shading."""
+        edited, flow = self.move(x, landmarks, moves)
+        if self.appearance:
+            maps = self.appearance_maps * self.motion_strength
+            shading = appearance_shading(
+                landmarks + moves, u_rel, self.appearance_mean, maps, self.image_size, self.flow_resolution
+            )
+            edited = with_appearance(edited, shading)
+        return edited, flow

@@ -157,6 +157,7 @@ class RenderWeights:
     lambda_rec: float = 30.0  # L1 inside the mask: draw the face that was there
     lambda_high_frequency: float = 30.0  # L1 of the Haar high-frequency parts inside the mask: its detail
     lambda_adversarial: float = 0.1  # D_I and D_H: sharp teeth and skin where L1 alone averages to a blur
+    lambda_edit_adversarial: float = 0.0  # D_I and D_H on edits as the composed model draws them: no ground truth
 
 
 def masked_l1(output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
@@ -181,9 +182,17 @@ def render_loss(
     loss = weights.lambda_rec * rec + weights.lambda_high_frequency * high
     terms = {"rec": rec.detach(), "high_frequency": high.detach()}
     if image_critic is not None:
-        adversarial = -image_critic(output)[0].float().mean()
-        if high_critic is not None:
-            adversarial = adversarial - high_critic(high_frequency(output)).float().mean()
+        adversarial = adversarial_loss(output, image_critic, high_critic)
         loss = loss + weights.lambda_adversarial * adversarial
         terms["adversarial"] = adversarial.detach()
     return {"loss": loss, **terms}
+
+
+def adversarial_loss(
+    output: Tensor, image_critic: ImageDiscriminator, high_critic: HighFrequencyDiscriminator | None
+) -> Tensor:
+    """The WGAN generator term: minus the critics' mean scores of output (D_I's, and D_H's on its Haar detail)."""
+    adversarial = -image_critic(output)[0].float().mean()
+    if high_critic is not None:
+        adversarial = adversarial - high_critic(high_frequency(output)).float().mean()
+    return adversarial
