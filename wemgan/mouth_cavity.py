@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .flow import flow_stretch, line_rows, polygon_coverage, warp
 from .landmark_guides import INNER_LIPS, OUTER_LIPS
-from .landmark_motion import INNER_LOWER_LINE, INNER_UPPER_LINE
+from .landmark_motion import INNER_LOWER_LINE, INNER_UPPER_LINE, eye_axes
 
 CAVITY_SHADE = 0.3  # an opened mouth's inside: the lips' colour at 30% of its brightness (mouth_cavity)
 TEETH_SHADE = 0.3  # teeth: the lips' colour with 30% of its distance to white left (mouth_cavity)
@@ -50,7 +50,7 @@ def mouth_cavity(x: Tensor, landmarks: Tensor, moves: Tensor, flow: Tensor) -> t
     moved = landmarks + moves
     upper, _ = line_rows(moved[:, INNER_UPPER_LINE], size)
     lower, _ = line_rows(moved[:, INNER_LOWER_LINE], size)
-    iod = (moved[:, 42:48].mean(1) - moved[:, 36:42].mean(1)).norm(dim=-1, keepdim=True)
+    iod = eye_axes(moved)[0].norm(dim=-1, keepdim=True)
     opening = (lower - upper).clamp_min(0)  # B x S
     upper_height = torch.minimum(UPPER_TEETH[0] * iod, UPPER_TEETH[1] * opening)
     lower_height = torch.minimum(LOWER_TEETH[0] * iod, (opening - upper_height - LOWER_TEETH[1] * iod).clamp_min(0))

@@ -25,6 +25,7 @@ from .landmark_guides import (
     UPPER_LID_LEFT,
     UPPER_LID_RIGHT,
 )
+from .landmark_motion import eye_axes
 from .part_windows import part_shares, window_corners, window_interiors
 
 MOUTH_MARGINS = (2, 7)  # px at 128 px: the lips' polygon is widened by a random margin in this range (training)
@@ -207,11 +208,9 @@ def smile_skin_masks(landmarks: Tensor, image_size: int) -> Tensor:
     the nose wing to below the mouth corner, widening outward) and the skin under the lower lip, in
     units of the inter-ocular distance along the eyes' axis, so they follow the face's size and roll."""
     points = landmarks.float()
-    right_eye, left_eye = points[:, RIGHT_EYE].mean(1), points[:, LEFT_EYE].mean(1)
-    across = left_eye - right_eye
-    iod = across.norm(dim=-1, keepdim=True).clamp_min(1.0)
-    across = across / iod  # towards the face's left (image right)
-    down = torch.stack([-across[:, 1], across[:, 0]], -1)  # image y points down
+    line, down = eye_axes(points)
+    iod = line.norm(dim=-1, keepdim=True).clamp_min(1.0)
+    across, down = line / iod, down / iod  # unit vectors towards the face's left (image right) and down
     masks = []
     for nose_wing, corner, outward in ((31, 48, -across), (35, 54, across)):
         start = points[:, nose_wing] + iod * (FOLD_START[0] * outward + FOLD_START[1] * down)
