@@ -657,7 +657,8 @@ def render_step(
         lo, hi = edit_strengths
         strength = lo + (hi - lo) * torch.rand(len(x), 1, generator=rng, device=x.device)
         targets, donors = pair_targets(u_x, rng, return_donors=True)
-        moves = mask_editor.landmark_moves(landmarks, strength * (targets - u_x))
+        u_rel = strength * (targets - u_x)
+        moves = mask_editor.landmark_moves(landmarks, u_rel)
         # With warped_input the face is moved by `moves` and back: the edit that draws it is the way back.
         start, move = (landmarks + moves, -moves) if config.warped_input else (landmarks, moves)
         edited = edit_mask(start, move, size, config)
@@ -667,7 +668,7 @@ def render_step(
         else:
             mask = torch.where(redrawn, edited, mask)
         if weights.lambda_edit_adversarial and redrawn.any():
-            faces, u_rel = redrawn.flatten().nonzero().squeeze(1), strength * (targets - u_x)
+            faces = redrawn.flatten().nonzero().squeeze(1)
             with accelerator.autocast():
                 judged_edits = edit_windows(nets["renderer"], mask_editor, x, landmarks, moves, u_rel, u_x, edited,
                                             faces, donors[faces], parts[faces], window)  # fmt: skip
@@ -690,9 +691,9 @@ def render_step(
         if judged_edits is not None:  # the edits' windows join the reconstructions' as fakes, their donors' as reals
             real, fake = torch.cat([x, judged_edits[1]]), torch.cat([drawn, judged_edits[0]])
         no_aus = u_x.new_zeros(len(real), u_x.shape[1])  # read by no loss: the critics have no AU head here
-        critic = nets["image_critic"]
+        image_critic = nets["image_critic"]
         with accelerator.autocast():
-            d_image = image_discriminator_loss(critic, real, fake, no_aus, critic_weights, grad_scale, rng)
+            d_image = image_discriminator_loss(image_critic, real, fake, no_aus, critic_weights, grad_scale, rng)
         _update(accelerator, optimizers["image_critic"], d_image["loss"])
         terms |= {f"d_image/{k}": v for k, v in d_image.items() if k != "cond"}
         if "high_frequency_critic" in nets:
@@ -727,9 +728,10 @@ def edit_windows(
     size = x.shape[-1]
     image, _ = editor.apply(x[faces], landmarks[faces], moves[faces], u_rel[faces])
     target = (u_x[faces] + u_rel[faces]).clamp(0, 1)
-    drawn = renderer(image, masks[faces].to(image.dtype), landmarks[faces] + moves[faces], target)
+    moved = landmarks[faces] + moves[faces]  # where the edit puts them
+    drawn = renderer(image, masks[faces].to(image.dtype), moved, target)
     rows = torch.arange(len(faces), device=x.device)
-    drawn_corners = window_corners(landmarks[faces] + moves[faces], window, size)[rows, parts]
+    drawn_corners = window_corners(moved, window, size)[rows, parts]
     real_corners = window_corners(landmarks[donors], window, size)[rows, parts]
     return crop(drawn, rows, drawn_corners, window), crop(x, donors, real_corners, window)
 
