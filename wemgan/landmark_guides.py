@@ -9,6 +9,7 @@ The landmarks are pixel positions (x, y) of dlib's 68-point layout, pixel centre
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 from torch import Tensor
@@ -43,26 +44,38 @@ LINE_WIDTH = 1.0  # px at 128 px: a line fades to 0 one pixel from its segment (
 POINTS_PER_PIXEL = 4  # samples per pixel of segment length when lines are splatted
 
 
-def draw_lines(landmarks: Tensor, segments: list[tuple[int, int]], image_size: int, width: float) -> Tensor:
-    """B x S x S in [0, 1]: 1 - distance / width to the nearest point of the segments, 0 beyond.
+def draw_lines(landmarks: Tensor, channels: list[list[tuple[int, int]]], image_size: int, width: float) -> Tensor:
+    """B x C x S x S in [0, 1]: in channel c, 1 - distance / width to the nearest point of
+    channels[c]'s segments (landmark index pairs), 0 beyond.
 
-    The segments are sampled every 1/POINTS_PER_PIXEL px and each sample raises the pixels around
-    it (a max-splat): the cost follows the lines' length, not the image's area."""
-    index = torch.tensor(segments, device=landmarks.device)
-    a, b = landmarks[:, index[:, 0]].float(), landmarks[:, index[:, 1]].float()  # B x E x 2
-    samples = int((b - a).norm(dim=-1).max().item() * POINTS_PER_PIXEL) + 2
-    t = torch.linspace(0, 1, samples, device=landmarks.device).view(1, 1, -1, 1)
-    points = (a.unsqueeze(2) + t * (b - a).unsqueeze(2)).flatten(1, 2)  # B x N x 2
-    reach = int(width) + 1
-    offsets = torch.arange(-reach + 1, reach + 1, device=landmarks.device, dtype=torch.float32)
-    oy, ox = torch.meshgrid(offsets, offsets, indexing="ij")
-    pixels = points.floor().unsqueeze(2) + torch.stack([ox.flatten(), oy.flatten()], -1)  # B x N x O x 2
-    value = (1 - (pixels - points.unsqueeze(2)).norm(dim=-1) / width).clamp(0, 1)
-    inside = (pixels >= 0).all(-1) & (pixels <= image_size - 1).all(-1)
-    flat = (pixels[..., 1] * image_size + pixels[..., 0]).long().clamp(0, image_size * image_size - 1)
-    canvas = torch.zeros(len(landmarks), image_size * image_size, device=landmarks.device)
+    Each channel's segments are sampled every 1/POINTS_PER_PIXEL px (of its longest segment) and
+    each sample raises the pixels around it (a max-splat): the cost follows the lines' length, not
+    the image's area. All channels are splatted at once, x and y kept apart (reductions over a
+    dimension of 2 are slow)."""
+    xs, ys, planes = [], [], []
+    for channel, segments in enumerate(channels):
+        index = torch.tensor(segments, device=landmarks.device)
+        a, b = landmarks[:, index[:, 0]].float(), landmarks[:, index[:, 1]].float()  # B x E x 2
+        samples = int((b - a).norm(dim=-1).max().item() * POINTS_PER_PIXEL) + 2
+        t = torch.linspace(0, 1, samples, device=landmarks.device).view(1, 1, -1, 1)
+        points = (a.unsqueeze(2) + t * (b - a).unsqueeze(2)).flatten(1, 2)  # B x N x 2
+        xs.append(points[..., 0])
+        ys.append(points[..., 1])
+        planes.append(torch.full(points.shape[1:2], channel, device=landmarks.device))
+    x, y, plane = torch.cat(xs, 1).unsqueeze(2), torch.cat(ys, 1).unsqueeze(2), torch.cat(planes).view(1, -1, 1)
+    # A pixel f + o is within width of a sample at f + r (f its floor, 0 <= r < 1) only for o in (r - width, r + width).
+    reach = math.ceil(width)
+    offsets = torch.arange(1 - reach, reach + 1, device=landmarks.device, dtype=torch.float32)
+    oy, ox = (o.flatten() for o in torch.meshgrid(offsets, offsets, indexing="ij"))
+    px, py = x.floor() + ox, y.floor() + oy  # B x N x O: the pixels around each sample
+    value = (1 - ((px - x).square() + (py - y).square()).sqrt() / width).clamp(0, 1)
+    inside = (px >= 0) & (px <= image_size - 1) & (py >= 0) & (py <= image_size - 1)
+    flat = ((plane * image_size + py) * image_size + px).long()
+    area = len(channels) * image_size * image_size
+    flat = flat.clamp(0, area - 1)  # a pixel outside the image adds 0 wherever it lands
+    canvas = torch.zeros(len(landmarks), area, device=landmarks.device)
     canvas.scatter_reduce_(1, flat.flatten(1), (value * inside).flatten(1), "amax")
-    return canvas.view(-1, image_size, image_size)
+    return canvas.view(-1, len(channels), image_size, image_size)
 
 
 def draw_contours(landmarks: Tensor, image_size: int, face_size: int | None = None) -> Tensor:
@@ -71,8 +84,7 @@ def draw_contours(landmarks: Tensor, image_size: int, face_size: int | None = No
     pixels these are (lines are LINE_WIDTH px at 128 px); default image_size, a window cut from a
     face at its resolution gives the face's."""
     width = LINE_WIDTH * (face_size or image_size) / 128
-    lines = [draw_lines(landmarks, segments, image_size, width) for segments in CONTOUR_CHANNELS.values()]
-    return torch.stack(lines, 1)
+    return draw_lines(landmarks, list(CONTOUR_CHANNELS.values()), image_size, width)
 
 
 # The same parts as CONTOUR_CHANNELS, as landmark points (LaFIn's alternative to lines).

@@ -10,10 +10,10 @@ All masks are B x 1 x S x S, 1 where the renderer draws; landmarks are B x 68 x 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .config import RendererConfig
-from .flow import polygon_coverage
+from .flow import max_filter, polygon_coverage
 from .landmark_guides import (
     INNER_LIPS,
     JAW,
@@ -40,7 +40,7 @@ PART_RATES = {"mouth": 0.6, "eyes": 0.3, "brows": 0.3, "blob": 0.3}
 
 def dilate(mask: Tensor, radius: int) -> Tensor:
     """The mask grown by radius px (a square structuring element)."""
-    return nn.functional.max_pool2d(mask, 2 * radius + 1, 1, radius) if radius > 0 else mask
+    return max_filter(mask, radius) if radius > 0 else mask
 
 
 def mouth_mask(landmarks: Tensor, image_size: int, margin: float) -> Tensor:
