@@ -68,14 +68,14 @@ def polygon_coverage(points: Tensor, image_size: int, supersample: int = 1) -> T
     """B x 1 x S x S in [0, 1]: the share of each pixel inside the closed polygon through points
     (B x P x 2, pixels; even-odd rule), sampled at supersample² points per pixel."""
     coverage = torch.zeros(len(points), 1, image_size, image_size, device=points.device)
+    if points.numel() == 0:
+        return coverage
     # Only the pixels of the polygons' bounding box (a pixel's margin around it) can be inside: a
     # lip's polygon covers a tenth of the face, and the cost follows the pixels tested.
     box = points.detach().float().flatten(0, 1)
     low = box.amin(0).floor().long().sub(1).clamp(0, image_size - 1).tolist()
     high = box.amax(0).ceil().long().add(1).clamp(0, image_size - 1).tolist()
-    (left, top), (right, bottom) = low, high
-    if len(points) == 0 or right < left or bottom < top:
-        return coverage
+    (left, top), (right, bottom) = low, high  # clamped: a polygon beyond the image tests one edge row or column
 
     def samples(first: int, last: int) -> Tensor:  # sample positions of pixels first..last, in pixels
         index = torch.arange(first * supersample, (last + 1) * supersample, device=points.device, dtype=torch.float32)
