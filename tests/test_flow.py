@@ -1,4 +1,4 @@
-"""The image geometry the editor runs on every edit (wemgan.flow, landmark_guides, fold factors),
+"""The image geometry the editor and training run on every edit (wemgan.flow, guides, masks, fold factors),
 against slow, plain references: the fast forms must draw and measure the same."""
 
 import pytest
@@ -9,6 +9,7 @@ from torch import nn
 from wemgan.flow import derivative, flow_stretch, max_filter, polygon_coverage
 from wemgan.landmark_guides import CONTOUR_CHANNELS, LINE_WIDTH, draw_contours
 from wemgan.landmark_motion import FOLD_MARGIN, fold_free_factors
+from wemgan.render_masks import dilate
 
 
 @pytest.mark.parametrize(("shape", "radius"), [((2, 1, 128, 128), 3), ((1, 1, 32, 32), 2), ((3, 2, 20, 33), 1)])
@@ -16,6 +17,15 @@ def test_max_filter_is_max_pooling(shape, radius):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(radius))
     expected = nn.functional.max_pool2d(x, 2 * radius + 1, 1, radius)
     assert torch.equal(max_filter(x, radius), expected)
+
+
+def test_dilation_with_a_radius_per_mask_is_each_masks_own():
+    masks = (torch.rand(4, 1, 40, 40, generator=torch.Generator().manual_seed(0)) > 0.98).float()
+    radii = torch.tensor([0, 2, 5, 1])
+    grown = dilate(masks, radii)
+    for mask, radius, got in zip(masks, radii.tolist(), grown, strict=True):
+        assert torch.equal(got, dilate(mask[None], radius)[0])
+    assert not torch.equal(grown[2], grown[1])  # the radii differ, so do the results
 
 
 @pytest.mark.parametrize("dim", [-1, -2])

@@ -38,14 +38,24 @@ BROW_SIDE_LIDS = (UPPER_LID_RIGHT[::-1], UPPER_LID_LEFT[::-1])
 PART_RATES = {"mouth": 0.6, "eyes": 0.3, "brows": 0.3, "blob": 0.3}
 
 
-def dilate(mask: Tensor, radius: int) -> Tensor:
-    """The mask grown by radius px (a square structuring element)."""
-    return max_filter(mask, radius) if radius > 0 else mask
+def dilate(mask: Tensor, radius: int | Tensor) -> Tensor:
+    """The masks (B x 1 x S x S) grown by radius px (a square structuring element); radius an int or
+    one per mask (B integers)."""
+    if isinstance(radius, int):
+        return max_filter(mask, radius) if radius > 0 else mask
+    # Per-mask radii: 3 x 3 max filters compose into the larger squares, and each mask keeps its own.
+    radii, grown, out = radius.view(-1, 1, 1, 1).to(mask.device), mask, mask
+    for r in range(1, int(radius.max()) + 1):
+        grown = max_filter(grown, 1)
+        out = torch.where(radii == r, grown, out)
+    return out
 
 
-def mouth_mask(landmarks: Tensor, image_size: int, margin: float) -> Tensor:
-    """The outer lip polygon widened by margin px (at 128 px)."""
-    return dilate(polygon_coverage(landmarks[:, OUTER_LIPS], image_size), round(margin * image_size / 128))
+def mouth_mask(landmarks: Tensor, image_size: int, margin: float | Tensor) -> Tensor:
+    """The outer lip polygon widened by margin px (at 128 px; a number, or one per face: B)."""
+    scale = image_size / 128
+    radius = round(margin * scale) if isinstance(margin, float | int) else (margin * scale).round().long()
+    return dilate(polygon_coverage(landmarks[:, OUTER_LIPS], image_size), radius)
 
 
 def eye_masks(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
@@ -111,7 +121,7 @@ def training_masks(landmarks: Tensor, image_size: int, generator: torch.Generato
     chosen["mouth"] = chosen["mouth"] | nothing
     low, high = MOUTH_MARGINS
     margins = (low + uniform(b) * (high - low + 1)).floor().clamp(max=high)
-    mouth = torch.cat([mouth_mask(landmarks[i : i + 1], image_size, float(m)) for i, m in enumerate(margins)])
+    mouth = mouth_mask(landmarks, image_size, margins)
     side = uniform(b, 2) < 0.5  # eyes and brows: one side or both
     both = uniform(b) < 0.5
     right_eye, left_eye = eye_masks(landmarks, image_size)
@@ -153,7 +163,7 @@ def window_training_masks(
     parts = (uniform(b, 1) >= bounds).sum(1)  # B part indices drawn with WINDOW_PART_RATES
     low, high = MOUTH_MARGINS
     margins = (low + uniform(b) * (high - low + 1)).floor().clamp(max=high)
-    mouth = torch.cat([mouth_mask(landmarks[i : i + 1], image_size, float(m)) for i, m in enumerate(margins)])
+    mouth = mouth_mask(landmarks, image_size, margins)
     which = (uniform(b) * 3).floor().view(-1, 1, 1, 1)  # 0: the eye, 1: its brow band, 2: both
     eyes, brows = eye_masks(landmarks, image_size), brow_band_masks(landmarks, image_size)
     sides = [torch.maximum(eye * (which != 1), brow * (which != 0)) for eye, brow in zip(eyes, brows, strict=True)]
