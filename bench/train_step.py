@@ -131,11 +131,11 @@ def main(args: argparse.Namespace) -> None:
     print("| preset | precision | batch | samples/s | GFLOP/sample | peak TFLOP/s | MFU | speed-up vs fp32 |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
-        base = next(r for r in rows if r["preset"] == row["preset"] and r["precision"] == "no")
+        base = next((r for r in rows if r["preset"] == row["preset"] and r["precision"] == "no"), None)
+        speed_up = f"{row['samples_per_s'] / base['samples_per_s']:.2f}x" if base else "- (no fp32 row)"
         print(
             f"| {row['preset']} | {row['precision']} | {row['batch']} | {row['samples_per_s']:.2f} "
-            f"| {row['gflop_per_sample']:.1f} | {row['peak_tflops']:.2f} | {row['mfu']:.1%} "
-            f"| {row['samples_per_s'] / base['samples_per_s']:.2f}x |"
+            f"| {row['gflop_per_sample']:.1f} | {row['peak_tflops']:.2f} | {row['mfu']:.1%} | {speed_up} |"
         )
     if torch.cuda.is_available():
         paper = [r for r in rows if r["preset"] == "paper"]
