@@ -7,8 +7,9 @@ On a shared 2-core host the time of one edit drifts by 30% or more from minute t
 processes, the neighbour's load on a shared core), so two runs of bench/live_edit.py a minute
 apart cannot tell a 10% change. Here both versions of the package are loaded into one process
 (the base's `wemgan` is extracted by `git archive` and imported as `wemgan_base`), and each crop
-is edited by both, in alternating order: both see the same drift. Rows: median, 25th percentile
-and minimum ms per crop (WEMGAN.edit_crops, the row "model's networks, one crop" of
+is edited by both, in alternating order: both see the same drift. (The few base modules that
+import `wemgan` by name, such as the demo and the exporter, would get this tree's; an edit uses
+none.) Rows: median, 25th percentile and minimum ms per crop (WEMGAN.edit_crops, the row "model's networks, one crop" of
 bench/live_edit.py) and the median of the per-pair ratios; the first round is warm-up. Both
 versions load the same model folder, and their outputs are compared (largest difference).
 """
