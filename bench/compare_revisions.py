@@ -9,9 +9,10 @@ apart cannot tell a 10% change. Here both versions of the package are loaded int
 (the base's `wemgan` is extracted by `git archive` and imported as `wemgan_base`), and each crop
 is edited by both, in alternating order: both see the same drift. (The few base modules that
 import `wemgan` by name, such as the demo and the exporter, would get this tree's; an edit uses
-none.) Rows: median, 25th percentile and minimum ms per crop (WEMGAN.edit_crops, the row "model's networks, one crop" of
-bench/live_edit.py) and the median of the per-pair ratios; the first round is warm-up. Both
-versions load the same model folder, and their outputs are compared (largest difference).
+none.) Rows: median, 25th percentile and minimum ms per crop (WEMGAN.edit_crops, the row
+"model's networks, one crop" of bench/live_edit.py) and the median of the per-pair ratios; the
+first round is warm-up. Both versions load the same model folder, and their outputs are compared
+(largest difference).
 """
 
 from __future__ import annotations
