@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wemgan.evaluate import load_test_data
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -54,16 +56,6 @@ def base_package(revision: str, folder: Path) -> None:
     shutil.move(folder / "wemgan", folder / "wemgan_base")
 
 
-def test_crops(data: Path, count: int) -> torch.Tensor:
-    """count faces-au test faces, N x 3 x 128 x 128 in [-1, 1]."""
-    import pyarrow.parquet as pq
-    from PIL import Image
-
-    rows = pq.read_table(next((data / "data").glob("test-*.parquet")), columns=["image"]).slice(0, count).to_pylist()
-    faces = [Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB").resize((128, 128)) for row in rows]
-    return torch.from_numpy(np.stack([np.asarray(face) for face in faces])).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     folder = Path(tempfile.mkdtemp(prefix="wemgan-base-"))
@@ -76,7 +68,7 @@ def main(args: argparse.Namespace) -> None:
         shutil.rmtree(folder, ignore_errors=True)  # the modules are loaded
     expressions = packages["this tree"].EXPRESSIONS
     names = ["Happy", "Surprise", "Sad", "Fear"]
-    crops = test_crops(args.data, args.faces)
+    crops = load_test_data(str(args.data), "test", args.faces)[0]  # N x 3 x 128 x 128 in [-1, 1]
     times: dict[str, list[float]] = {name: [] for name in models}
     largest_difference = 0.0
     with torch.inference_mode():

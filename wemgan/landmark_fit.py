@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .aus import AU_NAMES, NUM_AUS
-from .flow import polygon_coverage, warp
+from .flow import max_filter, polygon_coverage, warp
 from .landmark_appearance import APPEARANCE_AUS, APPEARANCE_FILE, MAP_SIZE
 from .landmark_motion import JAW_DROP_AU, MOTION_FILE, inner_lip_gap, landmark_displacements, motion_flow
 from .landmark_regressor import LandmarkRegressor
@@ -432,7 +432,7 @@ def skin_mask(landmarks: Tensor, image_size: int) -> Tensor:
         shift = torch.tensor([0.0, 3.0], device=landmarks.device)
         holes.append(polygon_coverage(torch.cat([brow - shift, (brow + shift).flip(1)], 1), image_size))
     holes = torch.stack(holes).sum(0).clamp(0, 1)
-    holes = nn.functional.max_pool2d(holes, 2 * SKIN_MARGIN + 1, 1, SKIN_MARGIN)
+    holes = max_filter(holes, SKIN_MARGIN)
     return blur((outline - holes).clamp(0, 1), 1.5)
 
 

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .augment import judging_views
 from .discriminators import HighFrequencyDiscriminator, ImageDiscriminator
+from .flow import max_filter
 from .wavelets import high_frequency
 
 
@@ -177,7 +178,7 @@ def render_loss(
     """The renderer's loss: masked L1, masked high-frequency L1 and, with critics, their WGAN terms."""
     rec = masked_l1(output, target, mask)
     # The Haar transform mixes 2x2 blocks: its mask is widened by a pixel so the rim counts.
-    near = torch.nn.functional.max_pool2d(mask.float(), 3, 1, 1)
+    near = max_filter(mask.float(), 1)
     high = masked_l1(high_frequency(output), high_frequency(target), near)
     loss = weights.lambda_rec * rec + weights.lambda_high_frequency * high
     terms = {"rec": rec.detach(), "high_frequency": high.detach()}
