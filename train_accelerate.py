@@ -128,6 +128,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "inside the mask instead of a blank and learns to correct them: training moves real faces to another "
         "face's expression and back (LandmarkEditor.round_trip) and redraws the originals; needs --render_masks "
         "edits (RendererConfig.warped_input)")  # fmt: skip
+    add("--render_blank_inner_mouth", action="store_true", help="render: with --render_warped_input, the inner "
+        "mouth is still blanked and drawn afresh (teeth never copied from the editor's drawing or a stretched warp); "
+        "the rest of the mask is seen warped and corrected (RendererConfig.blank_inner_mouth)")  # fmt: skip
     add("--render_white_balance", action="store_true", help="render: the renderer draws each window white-balanced "
         "to the training faces' mean tint and undoes the gains, so a photo's colour cast scales what it draws "
         "(RendererConfig.white_balance)")  # fmt: skip
@@ -227,6 +230,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--objective render trains the Renderer alone: no --estimator_path")
     if args.render_warped_input and args.render_masks != "edits":
         p.error("--render_warped_input learns to correct real edits' warps: it needs --render_masks edits")
+    if args.render_blank_inner_mouth and not args.render_warped_input:
+        p.error("--render_blank_inner_mouth blanks the inner mouth of a warped input: it needs --render_warped_input")
     if args.lambda_edit_adversarial and not (
         args.render_masks == "edits" and args.render_window and args.lambda_adversarial and not args.render_warped_input
     ):
@@ -264,6 +269,7 @@ def network_config(args: argparse.Namespace) -> GeneratorConfig | RendererConfig
                               mouth_surroundings=args.render_mouth_surroundings,
                               smile_skin=args.render_smile_skin, brow_skin=not args.render_no_brow_skin,
                               warped_input=args.render_warped_input,
+                              blank_inner_mouth=args.render_blank_inner_mouth,
                               white_balance=args.render_white_balance)  # fmt: skip
     return GeneratorConfig(args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
                            upsample=args.upsample)  # fmt: skip

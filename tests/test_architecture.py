@@ -33,7 +33,15 @@ from wemgan.part_windows import (
     window_interiors,
     zoomed_window_scales,
 )
-from wemgan.render_masks import dilate, edit_mask, mouth_mask, training_masks, window_masks_of, window_training_masks
+from wemgan.render_masks import (
+    dilate,
+    edit_mask,
+    inner_mouth_mask,
+    mouth_mask,
+    training_masks,
+    window_masks_of,
+    window_training_masks,
+)
 from wemgan.renderer import TRAINING_TINT, PartRenderer, Renderer, visible_mean_colour, white_balance_gains
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -498,6 +506,31 @@ def test_a_warped_input_renderer_reads_the_pixels_inside_its_mask_and_a_blanking
                    "warped_input": True}, estimator={"channels": 8, "max_channels": 16})  # fmt: skip
     model.save_pretrained(tmp_path)
     assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.warped_input
+
+
+def test_blank_inner_mouth_draws_the_inner_mouth_afresh_and_reads_the_warped_lips_around_it(tmp_path):
+    torch.manual_seed(0)
+    landmarks = drawn_face_landmarks()
+    landmarks[0, 65:68, 1] += 6  # parted lips: an inner mouth to blank
+    config = RendererConfig(base_channels=8, max_channels=16, centre_colour=True, warped_input=True)
+    reading, blanking = Renderer(config).eval(), Renderer(replace(config, blank_inner_mouth=True)).eval()
+    blanking.load_state_dict(reading.state_dict())
+    mask = mouth_mask(landmarks, 128, 6.0)  # the lips and 6 px of skin, as mouth_surroundings redraws them
+    inner = dilate(inner_mouth_mask(landmarks, 128), 2)
+    assert inner.sum() > 40 and (mask * (1 - inner)).sum() > 200
+    x, aus = torch.rand(1, 3, 128, 128) - 0.5, torch.zeros(1, 17)
+    new_teeth = x + inner * (torch.rand_like(x) - 0.5)  # other pixels in the inner mouth only
+    new_lips = x + mask * (1 - inner) * (torch.rand_like(x) - 0.5)  # other pixels in the rest of the mask
+    assert torch.equal(blanking(x, mask, landmarks, aus), blanking(new_teeth, mask, landmarks, aus))
+    assert not torch.allclose(reading(x, mask, landmarks, aus), reading(new_teeth, mask, landmarks, aus), atol=1e-3)
+    assert not torch.allclose(blanking(x, mask, landmarks, aus), blanking(new_lips, mask, landmarks, aus), atol=1e-3)
+    assert torch.equal(blanking(x, 0 * mask, landmarks, aus), x)
+    with pytest.raises(ValueError, match="warped_input"):
+        RendererConfig(blank_inner_mouth=True).validate()
+    renderer = {"base_channels": 8, "max_channels": 16, "window": 64, "warped_input": True, "blank_inner_mouth": True}
+    model = WEMGAN(editor={"appearance": False}, renderer=renderer, estimator={"channels": 8, "max_channels": 16})
+    model.save_pretrained(tmp_path)
+    assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.blank_inner_mouth
 
 
 def test_a_round_trip_is_no_change_for_no_move_and_leaves_an_edits_marks_for_a_real_one():

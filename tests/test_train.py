@@ -268,7 +268,7 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize", window=0,
                                  guide="contours", centre_colour=False, keep_inner_mouth=False,
                                  mouth_surroundings=0, smile_skin=False, brow_skin=True,
-                                 warped_input=False, white_balance=False)  # fmt: skip
+                                 warped_input=False, blank_inner_mouth=False, white_balance=False)  # fmt: skip
     assert 0 < record["cpu_hours"] < 1 and record["init_renderer"] is None
     assert record["image_size"] == 128
     renderer = Renderer(RendererConfig(**record["config"]))

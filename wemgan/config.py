@@ -20,7 +20,8 @@ MAX_MOTION_STRENGTH = 2.0
 MAX_MOUTH_SURROUNDINGS = 16  # px at 128 px: beyond this a mouth's margin reaches the eyes and the jaw line
 # RendererConfig options that choose where a renderer redraws and what it is shown there, not its weights.
 REDRAW_OPTIONS = (
-    "keep_inner_mouth", "mouth_surroundings", "smile_skin", "brow_skin", "warped_input", "white_balance",
+    "keep_inner_mouth", "mouth_surroundings", "smile_skin", "brow_skin", "warped_input", "blank_inner_mouth",
+    "white_balance",
 )  # fmt: skip
 
 
@@ -76,6 +77,7 @@ class RendererConfig:
     smile_skin: bool = False  # an edit that moves the lips redraws the folds, cheeks and chin skin a smile shapes
     brow_skin: bool = True  # an edit that raises a brow redraws the skin it uncovers (False: the warp's, as the editor)
     warped_input: bool = False  # it sees the edit's warped pixels inside the mask (not a blank) and corrects them
+    blank_inner_mouth: bool = False  # with warped_input: the inner mouth is still blanked and drawn afresh
     white_balance: bool = False  # it draws on the window white-balanced to its training faces' mean tint, then undone
 
     def weights_config(self) -> RendererConfig:
@@ -85,6 +87,9 @@ class RendererConfig:
 
     def validate(self, image_size: int = 128) -> RendererConfig:
         _choice("guide", self.guide, ("contours", "heatmaps"))
+        if self.blank_inner_mouth and not self.warped_input:
+            raise ValueError("blank_inner_mouth blanks the inner mouth of what a warped_input renderer sees: give "
+                             "warped_input=True too (a blanking renderer blanks its whole mask already)")  # fmt: skip
         if not 0 <= self.mouth_surroundings <= MAX_MOUTH_SURROUNDINGS:
             raise ValueError(f"mouth_surroundings must be 0 (only what an edit reveals) to {MAX_MOUTH_SURROUNDINGS} "
                              f"px, got {self.mouth_surroundings}")  # fmt: skip

@@ -11,7 +11,11 @@ so the pixels outside M are the input's own, and an empty mask is no change at a
 config.warped_input it sees the pixels inside M too, x instead of x (1 - M): the editor's warp of
 the face, which keeps the lips' colour and the face's own teeth, and which it learns to correct
 (the squeeze, the stretch and the drawn mouth an edit leaves; training shows it real faces moved
-to another expression and back, LandmarkEditor.round_trip). With
+to another expression and back, LandmarkEditor.round_trip). With config.blank_inner_mouth as well,
+the inner mouth of the target landmarks (render_masks.inner_mouth_mask, INNER_MARGIN px wider) is
+still blanked: teeth and the mouth's inside are drawn afresh, never from the editor's drawn mouth or
+a warp's stretched teeth (which a warped-input renderer kept and sharpened into fangs;
+docs/research/renderer.md, 2026-12-07), while the lips and skin around them are corrected. With
 config.centre_colour it draws relative to the mean colour m of the pixels it sees,
     out = x (1 - M) + clamp(m + 2 G([(x - m)(1 - M), M, contours(L)], u), -1, 1) M,
 so a photo's colour cast (saturated or tinted skin that the training faces lack) reaches the
@@ -52,6 +56,7 @@ from .part_windows import (
     zoomed_square,
     zoomed_window_scales,
 )
+from .render_masks import INNER_MARGIN, dilate, inner_mouth_mask
 
 
 class Renderer(nn.Module):
@@ -78,6 +83,7 @@ class Renderer(nn.Module):
         self.draw_guide = GUIDES[config.guide]  # the landmarks as contour lines or as heatmaps
         self.centre_colour = config.centre_colour
         self.warped_input = config.warped_input  # it sees x inside the mask, not a blank
+        self.blank_inner_mouth = config.blank_inner_mouth  # ... except the inner mouth
         self.white_balance = config.white_balance
         self.generator = Generator(
             num_aus, config.base_channels, config.max_channels, config.skip_levels, image_size=image_size,
@@ -99,15 +105,26 @@ class Renderer(nn.Module):
         drawn = self._draw(((x + 1) * gains - 1).clamp(-1, 1), mask, landmarks, aus)
         return x * (1 - mask) + mask * ((drawn + 1) / gains - 1).clamp(-1, 1)
 
+    def _shown(self, mask: Tensor, landmarks: Tensor) -> Tensor:
+        """B x 1 x S x S, 1 where the network sees the input's pixels: outside the mask; with warped_input
+        inside it too, but for the inner mouth with blank_inner_mouth."""
+        if not self.warped_input:
+            return 1 - mask
+        if not self.blank_inner_mouth:
+            return torch.ones_like(mask)
+        margin = round(INNER_MARGIN * self.face_size / 128)  # this renderer's pixels are its face's
+        inner = dilate(inner_mouth_mask(landmarks, mask.shape[-1]), margin).to(mask.dtype)
+        return 1 - mask * inner
+
     def _draw(self, x: Tensor, mask: Tensor, landmarks: Tensor, aus: Tensor) -> Tensor:
         kept = x * (1 - mask)
-        seen = x if self.warped_input else kept
+        shown = self._shown(mask, landmarks)
         guide = torch.cat([mask, self.draw_guide(landmarks, x.shape[-1], self.face_size).to(x.dtype)], 1)
         if not self.centre_colour:
-            return kept + mask * self.generator(seen, aus, guide=guide)
+            return kept + mask * self.generator(x * shown, aus, guide=guide)
         mean = visible_mean_colour(x, mask)
         # twice the tanh's range: black lips' inside and white teeth stay within reach of any mean
-        centred = x - mean if self.warped_input else (x - mean) * (1 - mask)
+        centred = (x - mean) * shown
         change = 2 * self.generator(centred, aus, guide=guide)
         grey = change.mean(1, keepdim=True)
         change = grey + (change - grey) * chroma_scale(x, mask)
