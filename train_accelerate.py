@@ -60,7 +60,7 @@ from wemgan.losses import (
     robust_expression_loss,
 )
 from wemgan.model import WEMGAN
-from wemgan.part_windows import crop, window_corners
+from wemgan.part_windows import crop, window_corners, window_parts
 from wemgan.render_masks import edit_mask, mouth_mask, training_masks, window_masks_of, window_training_masks
 from wemgan.renderer import PartRenderer, Renderer, visible_mean_colour
 
@@ -131,6 +131,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--render_blank_inner_mouth", action="store_true", help="render: with --render_warped_input, the inner "
         "mouth is still blanked and drawn afresh (teeth never copied from the editor's drawing or a stretched warp); "
         "the rest of the mask is seen warped and corrected (RendererConfig.blank_inner_mouth)")  # fmt: skip
+    add("--render_cheek_windows", action="store_true", help="render: with --render_window, each cheek beside the "
+        "mouth gets a window of its own, at the face's resolution, where --render_smile_skin's folds are drawn (else "
+        "they widen the mouth's window into a zoomed-out one); training blanks each cheek's fold band too "
+        "(RendererConfig.cheek_windows)")  # fmt: skip
     add("--render_white_balance", action="store_true", help="render: the renderer draws each window white-balanced "
         "to the training faces' mean tint and undoes the gains, so a photo's colour cast scales what it draws "
         "(RendererConfig.white_balance)")  # fmt: skip
@@ -230,6 +234,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--objective render trains the Renderer alone: no --estimator_path")
     if args.render_warped_input and args.render_masks != "edits":
         p.error("--render_warped_input learns to correct real edits' warps: it needs --render_masks edits")
+    if args.render_cheek_windows and not args.render_window:
+        p.error("--render_cheek_windows adds windows to a windowed renderer: it needs --render_window, e.g. 64")
     if args.render_blank_inner_mouth and not args.render_warped_input:
         p.error("--render_blank_inner_mouth blanks the inner mouth of a warped input: it needs --render_warped_input")
     if args.lambda_edit_adversarial and not (
@@ -270,6 +276,7 @@ def network_config(args: argparse.Namespace) -> GeneratorConfig | RendererConfig
                               smile_skin=args.render_smile_skin, brow_skin=not args.render_no_brow_skin,
                               warped_input=args.render_warped_input,
                               blank_inner_mouth=args.render_blank_inner_mouth,
+                              cheek_windows=args.render_cheek_windows,
                               white_balance=args.render_white_balance)  # fmt: skip
     return GeneratorConfig(args.base_channels, args.max_channels, args.skip_levels, args.skip_kind, args.au_fusion,
                            upsample=args.upsample)  # fmt: skip
@@ -649,12 +656,12 @@ def render_step(
     (edit_windows): masked reconstruction never shows the renderer a mouth whose surroundings disagree
     with its landmarks, which is what a fresh classifier spots in edits (docs/research/measures.md)."""
     config = config or RendererConfig()
-    window = config.window
+    window, part_names = config.window, window_parts(config.cheek_windows)
     with torch.no_grad(), accelerator.autocast():
         landmarks = landmark_reader(x).float()
     size = x.shape[-1]
     if window:
-        mask, parts = window_training_masks(landmarks, size, window, rng)
+        mask, parts = window_training_masks(landmarks, size, window, rng, part_names)
     else:
         mask, parts = training_masks(landmarks, size, rng), None
     seen = x  # what the renderer is shown; it blanks the mask itself unless config.warped_input
@@ -670,14 +677,14 @@ def render_step(
         edited = edit_mask(start, move, size, config)
         redrawn = edited.flatten(1).amax(1).view(-1, 1, 1, 1) > 0  # else the face keeps its random mask
         if window:
-            mask, parts = window_masks_of(edited, landmarks, rng, mask, parts)
+            mask, parts = window_masks_of(edited, landmarks, rng, mask, parts, part_names)
         else:
             mask = torch.where(redrawn, edited, mask)
         if weights.lambda_edit_adversarial and redrawn.any():
             faces = redrawn.flatten().nonzero().squeeze(1)
             with accelerator.autocast():
                 judged_edits = edit_windows(nets["renderer"], mask_editor, x, landmarks, moves, u_rel, u_x, edited,
-                                            faces, donors[faces], parts[faces], window)  # fmt: skip
+                                            faces, donors[faces], parts[faces], window, part_names)  # fmt: skip
         if config.warped_input:  # an edit's warp inside its mask; a random mask is shown blank, as without
             fill = torch.where(redrawn, mask_editor.round_trip(x, landmarks, moves), visible_mean_colour(x, mask))
             seen = x + mask * (fill - x)
@@ -724,11 +731,13 @@ def render_step(
 
 
 def edit_windows(
-    renderer, editor: LandmarkEditor, x, landmarks, moves, u_rel, u_x, masks, faces, donors, parts, window: int
+    renderer, editor: LandmarkEditor, x, landmarks, moves, u_rel, u_x, masks, faces, donors, parts, window: int,
+    part_names: tuple[str, ...],
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """(drawn, real), N x 3 x window x window each: the edits of faces x[faces] (landmarks and their moves
     B x 68 x 2, u_rel B x 17, edit masks B x 1 x S x S) as the composed model draws them (the editor's edit,
-    then the renderer inside the edit mask), each cut at one part's window (parts, N), and the same part
+    then the renderer inside the edit mask), each cut at one part's window (parts, N: indices into
+    part_names, the PartRenderer's parts), and the same part
     of the real face whose expression it took (donors, N). Both windows are centred on the part's landmarks,
     so where they sit tells a critic nothing. Only the renderer's drawing carries gradient."""
     size = x.shape[-1]
@@ -737,8 +746,8 @@ def edit_windows(
     moved = landmarks[faces] + moves[faces]  # where the edit puts them
     drawn = renderer(image, masks[faces].to(image.dtype), moved, target)
     rows = torch.arange(len(faces), device=x.device)
-    drawn_corners = window_corners(moved, window, size)[rows, parts]
-    real_corners = window_corners(landmarks[donors], window, size)[rows, parts]
+    drawn_corners = window_corners(moved, window, size, part_names)[rows, parts]
+    real_corners = window_corners(landmarks[donors], window, size, part_names)[rows, parts]
     return crop(drawn, rows, drawn_corners, window), crop(x, donors, real_corners, window)
 
 

@@ -24,6 +24,7 @@ from wemgan.config import EditorConfig, GeneratorConfig, ModelConfig, RendererCo
 from wemgan.generator import Generator
 from wemgan.landmark_guides import draw_contours, draw_heatmaps
 from wemgan.part_windows import (
+    WITH_CHEEKS,
     crop,
     nearest_part,
     part_shares,
@@ -38,6 +39,7 @@ from wemgan.render_masks import (
     edit_mask,
     inner_mouth_mask,
     mouth_mask,
+    smile_skin_bands,
     training_masks,
     window_masks_of,
     window_training_masks,
@@ -486,6 +488,39 @@ def test_smile_skin_redraws_the_folds_and_the_skin_under_the_lower_lip_but_not_t
                    "smile_skin": True}, estimator={"channels": 8, "max_channels": 16})  # fmt: skip
     model.save_pretrained(tmp_path)
     assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.smile_skin
+
+
+def test_cheek_windows_draw_a_smiles_folds_at_the_faces_resolution_and_train_on_fold_bands(tmp_path):
+    landmarks = 64 + (drawn_face_landmarks() - 64) * 1.2  # a face as large as faces-au's
+    smile = torch.zeros_like(landmarks)
+    smile[0, [48, 54], 1], smile[0, 48, 0], smile[0, 54, 0] = -8.0, -6.0, 6.0  # a wide smile
+    mask = edit_mask(landmarks, smile, 128, RendererConfig(smile_skin=True))
+    mouth_only = zoomed_window_scales(part_shares(mask, landmarks), 64)[0, 0]
+    shares = part_shares(mask, landmarks, WITH_CHEEKS)
+    assert shares.shape == (1, 5, 128, 128) and torch.equal(shares.sum(1, keepdim=True), mask)  # each pixel once
+    right, left, _ = smile_skin_bands(landmarks, 128)
+    for band, part in ((right, 3), (left, 4)):  # a fold band's pixels are its cheek's, not the mouth's
+        assert (shares[0, part] * band[0, 0]).sum() > 0.6 * (mask[0, 0] * band[0, 0]).sum()
+    scales = zoomed_window_scales(shares, 64)
+    assert mouth_only > 1.1 and scales.amax() == 1  # every share fits a window at the face's resolution
+    mask, parts = window_training_masks(landmarks.expand(64, -1, -1), 128, 64, torch.Generator().manual_seed(0),
+                                        WITH_CHEEKS)  # fmt: skip
+    assert set(parts.tolist()) == {0, 1, 2, 3, 4}
+    cheek = parts.tolist().index(3)
+    assert torch.equal(mask[cheek] > 0, (right[0] * window_interiors(window_corners(landmarks, 64, 128, WITH_CHEEKS),
+                                                                     64, 128, margin=0)[0, 3]) > 0)  # fmt: skip
+    config = RendererConfig(base_channels=8, max_channels=16, window=64, smile_skin=True, cheek_windows=True)
+    renderer = PartRenderer(config).eval()
+    x, aus = torch.rand(1, 3, 128, 128) * 2 - 1, torch.zeros(1, 17)
+    assert torch.equal(renderer(x, torch.zeros(1, 1, 128, 128), landmarks, aus), x)
+    drawn = renderer(x, right, landmarks, aus)
+    assert torch.equal(drawn * (1 - right), x * (1 - right)) and (drawn - x).abs().amax() > 0.01
+    with pytest.raises(ValueError, match="window"):
+        RendererConfig(cheek_windows=True).validate()
+    renderer = {"base_channels": 8, "max_channels": 16, "window": 64, "smile_skin": True, "cheek_windows": True}
+    model = WEMGAN(editor={"appearance": False}, renderer=renderer, estimator={"channels": 8, "max_channels": 16})
+    model.save_pretrained(tmp_path)
+    assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.cheek_windows
 
 
 def test_a_warped_input_renderer_reads_the_pixels_inside_its_mask_and_a_blanking_one_does_not(tmp_path):

@@ -21,7 +21,7 @@ from wemgan import WEMGAN
 from wemgan.aus import AU_NAMES
 from wemgan.config import RendererConfig
 from wemgan.export import list_checkpoints
-from wemgan.part_windows import window_corners
+from wemgan.part_windows import MOUTH_AND_EYES, WITH_CHEEKS, window_corners
 from wemgan.render_masks import edit_mask
 from wemgan.renderer import PartRenderer, Renderer
 
@@ -268,7 +268,8 @@ def test_render_objective_writes_a_renderer_and_resumes_exactly(tmp_path):
     assert record["config"] == dict(base_channels=8, max_channels=16, skip_levels=3, upsample="resize", window=0,
                                  guide="contours", centre_colour=False, keep_inner_mouth=False,
                                  mouth_surroundings=0, smile_skin=False, brow_skin=True,
-                                 warped_input=False, blank_inner_mouth=False, white_balance=False)  # fmt: skip
+                                 warped_input=False, blank_inner_mouth=False, white_balance=False,
+                                 cheek_windows=False)  # fmt: skip
     assert 0 < record["cpu_hours"] < 1 and record["init_renderer"] is None
     assert record["image_size"] == 128
     renderer = Renderer(RendererConfig(**record["config"]))
@@ -336,7 +337,7 @@ def test_edit_windows_are_the_composed_edit_and_the_donors_part():
     rows, donors, parts = torch.tensor([0, 2]), torch.tensor([2, 1]), torch.tensor([0, 0])  # their mouths
     with torch.no_grad():
         drawn, real = ta.edit_windows(model.renderer, model.editor, faces, landmarks, moves, u_rel,
-                                      torch.zeros(3, 17), masks, rows, donors, parts, 64)  # fmt: skip
+                                      torch.zeros(3, 17), masks, rows, donors, parts, 64, MOUTH_AND_EYES)  # fmt: skip
     assert drawn.shape == real.shape == (2, 3, 64, 64)
     corner = window_corners(landmarks[1:2], 64, 128)[0, 0].tolist()
     assert torch.equal(real[1], faces[1, :, corner[1] : corner[1] + 64, corner[0] : corner[0] + 64])
@@ -385,6 +386,21 @@ def test_render_objective_without_critics(tmp_path):
                   "--max_train_steps", "1", "--base_channels", "16", "--init_renderer", str(candidate),
                   check=False)  # fmt: skip
     assert wider.returncode != 0 and "give the same widths" in wider.stderr
+
+
+def test_cheek_windows_train_on_fold_bands_and_edits_and_compose(tmp_path):
+    out = tmp_path / "cheeks"
+    train(out, "--objective", "render", "--landmark_regressor", "hub/default", "--render_window", "64",
+          "--render_masks", "edits", "--render_smile_skin", "--render_cheek_windows", "--lambda_adversarial", "1",
+          "--lambda_edit_adversarial", "0.1", "--max_train_steps", "2", "--sample_steps", "2")  # fmt: skip
+    record = json.loads((out / "renderer" / "config.json").read_text())
+    assert record["config"]["cheek_windows"] and record["config"]["smile_skin"]
+    assert "r/edit_adversarial" in metrics(out)[0]  # the edits' windows, cut with the cheeks' windows among them
+    composed = composed_with_editor(out / "renderer", tmp_path / "composed")
+    assert composed.renderer.parts == WITH_CHEEKS and composed.model_config.renderer.cheek_windows
+    refused = train(tmp_path / "refused", "--objective", "render", "--landmark_regressor", "hub/default",
+                    "--render_cheek_windows", "--max_train_steps", "1", check=False)  # fmt: skip
+    assert refused.returncode != 0 and "needs --render_window" in refused.stderr
 
 
 def test_a_windowed_renderer_trains_on_its_windows_and_composes(tmp_path):

@@ -21,7 +21,7 @@ MAX_MOUTH_SURROUNDINGS = 16  # px at 128 px: beyond this a mouth's margin reache
 # RendererConfig options that choose where a renderer redraws and what it is shown there, not its weights.
 REDRAW_OPTIONS = (
     "keep_inner_mouth", "mouth_surroundings", "smile_skin", "brow_skin", "warped_input", "blank_inner_mouth",
-    "white_balance",
+    "white_balance", "cheek_windows",
 )  # fmt: skip
 
 
@@ -79,6 +79,7 @@ class RendererConfig:
     warped_input: bool = False  # it sees the edit's warped pixels inside the mask (not a blank) and corrects them
     blank_inner_mouth: bool = False  # with warped_input: the inner mouth is still blanked and drawn afresh
     white_balance: bool = False  # it draws on the window white-balanced to its training faces' mean tint, then undone
+    cheek_windows: bool = False  # windowed: each cheek (fold and cheek beside the mouth) has a window of its own
 
     def weights_config(self) -> RendererConfig:
         """This config with the options that choose where the renderer redraws and what it sees there
@@ -87,6 +88,8 @@ class RendererConfig:
 
     def validate(self, image_size: int = 128) -> RendererConfig:
         _choice("guide", self.guide, ("contours", "heatmaps"))
+        if self.cheek_windows and not self.window:
+            raise ValueError("cheek_windows gives a windowed renderer windows around the cheeks: give window > 0 too")
         if self.blank_inner_mouth and not self.warped_input:
             raise ValueError("blank_inner_mouth blanks the inner mouth of what a warped_input renderer sees: give "
                              "warped_input=True too (a blanking renderer blanks its whole mask already)")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Square windows around the mouth and each eye, where a windowed renderer draws.
+"""Square windows around the mouth and each eye (and with cheek windows, each cheek), where a
+windowed renderer draws.
 
 An expression redraws the mouth, the eyes and the brows; the rest of the face only moves. A
 renderer that sees a window around one part at the face's own resolution spends all its capacity
@@ -21,22 +22,32 @@ from torch.nn import functional as F
 from .landmark_guides import LEFT_BROW, LEFT_EYE, RIGHT_BROW, RIGHT_EYE
 
 # Each part's window is centred on the mean of these landmarks: the lips; an eye with its brow
-# (what a raised brow uncovers lies between them).
+# (what a raised brow uncovers lies between them); a cheek beside the mouth, between the nose wing,
+# the mouth corner and the jaw (the nasolabial fold and the cheek a smile raises).
 PARTS: dict[str, list[int]] = {
     "mouth": list(range(48, 68)),
     "right_eye": RIGHT_EYE + RIGHT_BROW,
     "left_eye": LEFT_EYE + LEFT_BROW,
+    "right_cheek": [31, 48, 3],
+    "left_cheek": [35, 54, 13],
 }
+MOUTH_AND_EYES = ("mouth", "right_eye", "left_eye")  # the windows a PartRenderer draws in
+WITH_CHEEKS = (*MOUTH_AND_EYES, "right_cheek", "left_cheek")  # ... and with cheek windows (RendererConfig)
 
 
-def part_centres(landmarks: Tensor) -> Tensor:
-    """B x P x 2: the centre of each part of PARTS, in pixels."""
-    return torch.stack([landmarks[:, points].float().mean(1) for points in PARTS.values()], 1)
+def window_parts(cheek_windows: bool) -> tuple[str, ...]:
+    """The parts (names of PARTS, in window order) of a PartRenderer with or without cheek windows."""
+    return WITH_CHEEKS if cheek_windows else MOUTH_AND_EYES
 
 
-def window_corners(landmarks: Tensor, window: int, image_size: int) -> Tensor:
+def part_centres(landmarks: Tensor, parts: tuple[str, ...] = MOUTH_AND_EYES) -> Tensor:
+    """B x P x 2: the centre of each of `parts` (names of PARTS), in pixels."""
+    return torch.stack([landmarks[:, PARTS[part]].float().mean(1) for part in parts], 1)
+
+
+def window_corners(landmarks: Tensor, window: int, image_size: int, parts: tuple[str, ...] = MOUTH_AND_EYES) -> Tensor:
     """B x P x 2 (x, y) integer top-left corners of each part's window, kept inside the image."""
-    return _corners_around(part_centres(landmarks), window, image_size)
+    return _corners_around(part_centres(landmarks, parts), window, image_size)
 
 
 def _corners_around(centres: Tensor, window: int, image_size: int) -> Tensor:
@@ -46,10 +57,10 @@ def _corners_around(centres: Tensor, window: int, image_size: int) -> Tensor:
     return (centres - window / 2).round().clamp(0, image_size - window).long()
 
 
-def nearest_part(landmarks: Tensor, image_size: int) -> Tensor:
+def nearest_part(landmarks: Tensor, image_size: int, parts: tuple[str, ...] = MOUTH_AND_EYES) -> Tensor:
     """B x P x S x S: 1 where a pixel is nearer that part's centre than any other's. Windows of
     neighbouring parts overlap; each pixel is drawn by one of them only."""
-    centres = part_centres(landmarks)
+    centres = part_centres(landmarks, parts)
     pixels = torch.arange(image_size, device=landmarks.device, dtype=torch.float32)
     dx = pixels.view(1, 1, 1, -1) - centres[..., 0, None, None]
     dy = pixels.view(1, 1, -1, 1) - centres[..., 1, None, None]
@@ -60,9 +71,9 @@ def nearest_part(landmarks: Tensor, image_size: int) -> Tensor:
 WINDOW_MARGIN = 4  # px: a window draws nothing this close to its border (the network sees no context beyond it)
 
 
-def part_shares(mask: Tensor, landmarks: Tensor) -> Tensor:
+def part_shares(mask: Tensor, landmarks: Tensor, parts: tuple[str, ...] = MOUTH_AND_EYES) -> Tensor:
     """B x P x S x S: each part's share of a mask (B x 1 x S x S), the pixels nearest that part."""
-    return mask * nearest_part(landmarks, mask.shape[-1]).to(mask.dtype)
+    return mask * nearest_part(landmarks, mask.shape[-1], parts).to(mask.dtype)
 
 
 def _share_boxes(shares: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -75,17 +86,19 @@ def _share_boxes(shares: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return first, last, rows.any(-1)
 
 
-def share_centres(shares: Tensor, landmarks: Tensor) -> Tensor:
+def share_centres(shares: Tensor, landmarks: Tensor, parts: tuple[str, ...] = MOUTH_AND_EYES) -> Tensor:
     """B x P x 2 (x, y) px: the middle of each share's bounding box (of the part's landmarks where its
     share is empty), where a window around it is centred."""
     first, last, filled = _share_boxes(shares)
-    return torch.where(filled[..., None], (first + last).float() / 2, part_centres(landmarks)) + 0.5
+    return torch.where(filled[..., None], (first + last).float() / 2, part_centres(landmarks, parts)) + 0.5
 
 
-def share_window_corners(shares: Tensor, landmarks: Tensor, window: int) -> Tensor:
+def share_window_corners(
+    shares: Tensor, landmarks: Tensor, window: int, parts: tuple[str, ...] = MOUTH_AND_EYES
+) -> Tensor:
     """B x P x 2 (x, y) top-left corners of windows centred on each share (share_centres), kept
     inside the image."""
-    return _corners_around(share_centres(shares, landmarks), window, shares.shape[-1])
+    return _corners_around(share_centres(shares, landmarks, parts), window, shares.shape[-1])
 
 
 def zoomed_window_scales(shares: Tensor, window: int, margin: int = WINDOW_MARGIN) -> Tensor:

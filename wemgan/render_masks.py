@@ -26,7 +26,7 @@ from .landmark_guides import (
     UPPER_LID_RIGHT,
 )
 from .landmark_motion import eye_axes
-from .part_windows import part_shares, window_corners, window_interiors
+from .part_windows import MOUTH_AND_EYES, part_shares, window_corners, window_interiors
 
 MOUTH_MARGINS = (2, 7)  # px at 128 px: the lips' polygon is widened by a random margin in this range (training)
 EYE_MARGIN = 3  # px at 128 px: beyond the eye's opening, the lids' skin
@@ -144,46 +144,59 @@ def training_masks(landmarks: Tensor, image_size: int, generator: torch.Generato
     return mask
 
 
-WINDOW_PART_RATES = (0.5, 0.25, 0.25)  # part_windows.PARTS: mouth, right eye, left eye
+# How often each part's window is trained (relative rates over the parts a PartRenderer has).
+WINDOW_PART_RATES = {"mouth": 0.5, "right_eye": 0.25, "left_eye": 0.25, "right_cheek": 0.25, "left_cheek": 0.25}
+
+
+def part_rates(parts: tuple[str, ...], device: torch.device | None = None) -> Tensor:
+    """P: WINDOW_PART_RATES of `parts` (part_windows.PARTS names), summing to 1."""
+    rates = torch.tensor([WINDOW_PART_RATES[part] for part in parts], device=device)
+    return rates / rates.sum()
 
 
 def window_training_masks(
-    landmarks: Tensor, image_size: int, window: int, generator: torch.Generator
+    landmarks: Tensor, image_size: int, window: int, generator: torch.Generator, parts: tuple[str, ...] = MOUTH_AND_EYES
 ) -> tuple[Tensor, Tensor]:
-    """A random mask per face for a windowed renderer (renderer.PartRenderer): one part per face,
-    chosen by WINDOW_PART_RATES; the mouth with a random margin in MOUTH_MARGINS, an eye with its
-    lids, its brow band, or both. Returns the masks (cut to the part's window) and each face's part
-    index (B), so that the critics can judge that window."""
+    """A random mask per face for a windowed renderer (renderer.PartRenderer) with these parts: one
+    part per face, chosen by WINDOW_PART_RATES; the mouth with a random margin in MOUTH_MARGINS, an
+    eye with its lids, its brow band, or both; a cheek's fold band (smile_skin_bands). Returns the
+    masks (cut to the part's window) and each face's part index (B), so that the critics can judge
+    that window."""
     b, device = landmarks.shape[0], landmarks.device
 
     def uniform(*shape: int) -> Tensor:
         return torch.rand(*shape, generator=generator, device=generator.device).to(device)
 
-    bounds = torch.tensor(WINDOW_PART_RATES, device=device).cumsum(0)[:-1]
-    parts = (uniform(b, 1) >= bounds).sum(1)  # B part indices drawn with WINDOW_PART_RATES
+    bounds = part_rates(parts, device).cumsum(0)[:-1]
+    chosen = (uniform(b, 1) >= bounds).sum(1)  # B part indices drawn with WINDOW_PART_RATES
     low, high = MOUTH_MARGINS
     margins = (low + uniform(b) * (high - low + 1)).floor().clamp(max=high)
     mouth = mouth_mask(landmarks, image_size, margins)
     which = (uniform(b) * 3).floor().view(-1, 1, 1, 1)  # 0: the eye, 1: its brow band, 2: both
     eyes, brows = eye_masks(landmarks, image_size), brow_band_masks(landmarks, image_size)
     sides = [torch.maximum(eye * (which != 1), brow * (which != 0)) for eye, brow in zip(eyes, brows, strict=True)]
-    candidates = torch.stack([mouth, *sides], 1)  # B x P x 1 x S x S
-    mask = candidates[torch.arange(b, device=device), parts]
-    inside = window_interiors(window_corners(landmarks, window, image_size), window, image_size, margin=0)
-    return mask * inside[torch.arange(b, device=device), parts, None], parts
+    regions = {"mouth": mouth, "right_eye": sides[0], "left_eye": sides[1]}
+    if "right_cheek" in parts:
+        regions["right_cheek"], regions["left_cheek"], _ = smile_skin_bands(landmarks, image_size)
+    candidates = torch.stack([regions[part] for part in parts], 1)  # B x P x 1 x S x S
+    mask = candidates[torch.arange(b, device=device), chosen]
+    corners = window_corners(landmarks, window, image_size, parts)
+    inside = window_interiors(corners, window, image_size, margin=0)
+    return mask * inside[torch.arange(b, device=device), chosen, None], chosen
 
 
 def window_masks_of(
-    masks: Tensor, landmarks: Tensor, generator: torch.Generator, fallback: Tensor, fallback_parts: Tensor
-) -> tuple[Tensor, Tensor]:
+    masks: Tensor, landmarks: Tensor, generator: torch.Generator, fallback: Tensor, fallback_parts: Tensor,
+    parts: tuple[str, ...] = MOUTH_AND_EYES,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Each face's mask (B x 1 x S x S, e.g. an edit_mask of a real edit) cut to one part's share:
     a part whose share of the mask is not empty, drawn with WINDOW_PART_RATES among those; faces
     whose mask is empty everywhere take `fallback` (masks and part indices, window_training_masks).
     A share is kept whole, as an edit gives it: one wider than a window trains the PartRenderer's
     zoomed-out window, as strong edits and wide masks use it."""
-    shares = part_shares(masks, landmarks)  # B x P x S x S
+    shares = part_shares(masks, landmarks, parts)  # B x P x S x S
     b = masks.shape[0]
-    weights = (shares.flatten(2).amax(2) > 0).float() * torch.tensor(WINDOW_PART_RATES, device=masks.device)
+    weights = (shares.flatten(2).amax(2) > 0).float() * part_rates(parts, masks.device)
     empty = weights.sum(1) == 0
     picks = torch.multinomial(weights + empty[:, None].float(), 1, generator=generator).squeeze(1)
     parts = torch.where(empty, fallback_parts, picks.to(fallback_parts.device))
@@ -214,9 +227,15 @@ CHIN_DROP = 0.15  # x IOD: the band under the lower lip (its shadow, the chin's 
 
 
 def smile_skin_masks(landmarks: Tensor, image_size: int) -> Tensor:
-    """The skin a smile shapes around the mouth: each nasolabial fold with the cheek beside it (a band from
-    the nose wing to below the mouth corner, widening outward) and the skin under the lower lip, in
-    units of the inter-ocular distance along the eyes' axis, so they follow the face's size and roll."""
+    """The skin a smile shapes around the mouth, all of smile_skin_bands in one mask."""
+    return torch.stack(smile_skin_bands(landmarks, image_size)).amax(0)
+
+
+def smile_skin_bands(landmarks: Tensor, image_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(right fold, left fold, chin): the skin a smile shapes around the mouth: each nasolabial fold with
+    the cheek beside it (a band from the nose wing to below the mouth corner, widening outward) and the
+    skin under the lower lip, in units of the inter-ocular distance along the eyes' axis, so they follow
+    the face's size and roll."""
     points = landmarks.float()
     line, down = eye_axes(points)
     iod = line.norm(dim=-1, keepdim=True).clamp_min(1.0)
@@ -237,7 +256,7 @@ def smile_skin_masks(landmarks: Tensor, image_size: int) -> Tensor:
     lower_lip = points[:, [54, 55, 56, 57, 58, 59, 48]]
     chin = torch.cat([lower_lip, (lower_lip + iod[:, None] * CHIN_DROP * down[:, None]).flip(1)], 1)
     masks.append(polygon_coverage(chin, image_size))
-    return torch.stack(masks).amax(0)
+    return masks[0], masks[1], masks[2]
 
 
 def edit_mask(landmarks: Tensor, moves: Tensor, image_size: int, options: RendererConfig | None = None) -> Tensor:

@@ -31,7 +31,9 @@ dark mouth stays dark instead of keeping the cast's full offset (drawing relativ
 colour adds it, and the inside of a cool photo's mouth came out blue-violet).
 
 PartRenderer is the windowed variant: the same Renderer, at a window's size, drawing the mask
-inside a window around the mouth and each eye (wemgan.part_windows), at the face's resolution.
+inside a window around the mouth and each eye (wemgan.part_windows), at the face's resolution;
+with config.cheek_windows, also around each cheek (the folds a smile shapes, config.smile_skin,
+then get windows of their own instead of widening the mouth's into a zoomed-out one).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from .part_windows import (
     share_centres,
     share_window_corners,
     window_interiors,
+    window_parts,
     zoomed_square,
     zoomed_window_scales,
 )
@@ -193,16 +196,18 @@ class PartRenderer(nn.Module):
         if not config.window:
             raise ValueError("PartRenderer draws in windows: give RendererConfig(window=...), e.g. 64")
         self.image_size, self.window = image_size, config.window
-        self.renderer = Renderer(replace(config, window=0), num_aus, config.window, face_size=image_size)
+        self.parts = window_parts(config.cheek_windows)  # part_windows.PARTS names, in window order
+        inner = replace(config, window=0, cheek_windows=False)  # one window's drawing
+        self.renderer = Renderer(inner, num_aus, config.window, face_size=image_size)
 
     def windows(self, mask: Tensor, landmarks: Tensor) -> tuple[Tensor, Tensor]:
         """(corners B x P x 2, masks B x P x S x S): each part's window, centred on its share of the
         mask, and the share it draws (inside the window, WINDOW_MARGIN px from its border)."""
-        return self._windows_of(part_shares(mask, landmarks), landmarks)
+        return self._windows_of(part_shares(mask, landmarks, self.parts), landmarks)
 
     def _windows_of(self, shares: Tensor, landmarks: Tensor) -> tuple[Tensor, Tensor]:
         """windows() for the parts' shares of a mask (B x P x S x S)."""
-        corners = share_window_corners(shares, landmarks, self.window)
+        corners = share_window_corners(shares, landmarks, self.window, self.parts)
         return corners, shares * window_interiors(corners, self.window, self.image_size).to(shares.dtype)
 
     def forward(self, x: Tensor, mask: Tensor, landmarks: Tensor, aus: Tensor) -> Tensor:
@@ -212,13 +217,13 @@ class PartRenderer(nn.Module):
             raise ValueError(f"PartRenderer expects images and masks of side {self.image_size}, got "
                              f"{tuple(x.shape)} and {tuple(mask.shape)}")  # fmt: skip
         mask = mask.to(x.dtype)
-        shares = part_shares(mask, landmarks)  # B x P x S x S
+        shares = part_shares(mask, landmarks, self.parts)  # B x P x S x S
         scales = zoomed_window_scales(shares, self.window)
         zoomed = scales > 1  # shares wider than a window can draw: zoomed-out windows draw them
         out = self._draw_windows(x, shares * (~zoomed)[..., None, None].to(x.dtype), landmarks, aus)
         if zoomed.any():
             faces, parts = zoomed.nonzero().unbind(1)
-            centres = share_centres(shares, landmarks)[faces, parts]
+            centres = share_centres(shares, landmarks, self.parts)[faces, parts]
             out = out.index_add(0, faces, self._draw_zoomed(x, shares[faces, parts], centres, landmarks, aus, faces,
                                                             scales[faces, parts].tolist()))  # fmt: skip
         return out
