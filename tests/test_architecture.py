@@ -490,6 +490,14 @@ def test_smile_skin_redraws_the_folds_and_the_skin_under_the_lower_lip_but_not_t
     assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.smile_skin
 
 
+def reloaded_renderer_config(folder: Path, **options: object) -> RendererConfig:
+    """The renderer config of a tiny windowed model with these RendererConfig options, saved and loaded."""
+    renderer = {"base_channels": 8, "max_channels": 16, "window": 64, **options}
+    model = WEMGAN(editor={"appearance": False}, renderer=renderer, estimator={"channels": 8, "max_channels": 16})
+    model.save_pretrained(folder)
+    return WEMGAN.from_pretrained(folder).model_config.renderer
+
+
 def test_cheek_windows_draw_a_smiles_folds_at_the_faces_resolution_and_train_on_fold_bands(tmp_path):
     landmarks = 64 + (drawn_face_landmarks() - 64) * 1.2  # a face as large as faces-au's
     smile = torch.zeros_like(landmarks)
@@ -517,10 +525,7 @@ def test_cheek_windows_draw_a_smiles_folds_at_the_faces_resolution_and_train_on_
     assert torch.equal(drawn * (1 - right), x * (1 - right)) and (drawn - x).abs().amax() > 0.01
     with pytest.raises(ValueError, match="window"):
         RendererConfig(cheek_windows=True).validate()
-    renderer = {"base_channels": 8, "max_channels": 16, "window": 64, "smile_skin": True, "cheek_windows": True}
-    model = WEMGAN(editor={"appearance": False}, renderer=renderer, estimator={"channels": 8, "max_channels": 16})
-    model.save_pretrained(tmp_path)
-    assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.cheek_windows
+    assert reloaded_renderer_config(tmp_path, smile_skin=True, cheek_windows=True).cheek_windows
 
 
 def test_a_warped_input_renderer_reads_the_pixels_inside_its_mask_and_a_blanking_one_does_not(tmp_path):
@@ -562,10 +567,7 @@ def test_blank_inner_mouth_draws_the_inner_mouth_afresh_and_reads_the_warped_lip
     assert torch.equal(blanking(x, 0 * mask, landmarks, aus), x)
     with pytest.raises(ValueError, match="warped_input"):
         RendererConfig(blank_inner_mouth=True).validate()
-    renderer = {"base_channels": 8, "max_channels": 16, "window": 64, "warped_input": True, "blank_inner_mouth": True}
-    model = WEMGAN(editor={"appearance": False}, renderer=renderer, estimator={"channels": 8, "max_channels": 16})
-    model.save_pretrained(tmp_path)
-    assert WEMGAN.from_pretrained(tmp_path).model_config.renderer.blank_inner_mouth
+    assert reloaded_renderer_config(tmp_path, warped_input=True, blank_inner_mouth=True).blank_inner_mouth
 
 
 def test_a_round_trip_is_no_change_for_no_move_and_leaves_an_edits_marks_for_a_real_one():
