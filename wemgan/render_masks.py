@@ -199,9 +199,9 @@ def window_masks_of(
     weights = (shares.flatten(2).amax(2) > 0).float() * part_rates(parts, masks.device)
     empty = weights.sum(1) == 0
     picks = torch.multinomial(weights + empty[:, None].float(), 1, generator=generator).squeeze(1)
-    parts = torch.where(empty, fallback_parts, picks.to(fallback_parts.device))
-    chosen = shares[torch.arange(b, device=masks.device), parts.to(masks.device), None]
-    return torch.where(empty.view(-1, 1, 1, 1), fallback, chosen), parts
+    picked = torch.where(empty, fallback_parts, picks.to(fallback_parts.device))  # B part indices
+    share = shares[torch.arange(b, device=masks.device), picked.to(masks.device), None]
+    return torch.where(empty.view(-1, 1, 1, 1), fallback, share), picked
 
 
 MOVED = 1.5  # px at 128 px: lips that move less than this, or a brow that rises less, keep what the warp made of them
