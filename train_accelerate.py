@@ -234,10 +234,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--objective render trains the Renderer alone: no --estimator_path")
     if args.render_warped_input and args.render_masks != "edits":
         p.error("--render_warped_input learns to correct real edits' warps: it needs --render_masks edits")
-    if args.render_cheek_windows and not args.render_window:
-        p.error("--render_cheek_windows adds windows to a windowed renderer: it needs --render_window, e.g. 64")
-    if args.render_blank_inner_mouth and not args.render_warped_input:
-        p.error("--render_blank_inner_mouth blanks the inner mouth of a warped input: it needs --render_warped_input")
     if args.lambda_edit_adversarial and not (
         args.render_masks == "edits" and args.render_window and args.lambda_adversarial and not args.render_warped_input
     ):
